@@ -1,0 +1,5 @@
+"""`python -m jaxgen` is the `jaxgen` command."""
+
+from jaxgen.main import main
+
+main()

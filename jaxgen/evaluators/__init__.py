@@ -1,0 +1,1 @@
+"""Evaluators: built once from config, each `run(state)` yields (name, value) pairs."""

@@ -1,0 +1,24 @@
+"""Model families: each a module of plain functions with one shared signature.
+
+  image_shape(config) -> (height, width, channels)
+  init_state(config, rng, image_shape) -> TrainState
+  train_step(config, state, batch) -> (state, metrics)        # one jitted iteration
+  sample(config, state, rng, num) -> images [num, H, W, C] in the data's normalised range
+  eval_metrics(config, state, batch, rng) -> {name: per-example values [batch]}
+
+The loop, the evaluators and the CLI call only these, so a family with its own step (the
+GAN updates two networks) plugs in without special cases.
+"""
+
+import types
+
+from jaxgen.errors import UserError
+from jaxgen.families import gan, vae
+
+_FAMILIES = {"gan": gan, "vae": vae}
+
+
+def get(name: str) -> types.ModuleType:
+  if name not in _FAMILIES:
+    raise UserError(f"unknown family {name!r}: expected one of {', '.join(sorted(_FAMILIES))}")
+  return _FAMILIES[name]

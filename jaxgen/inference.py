@@ -1,0 +1,66 @@
+"""Using a trained workdir: restore its latest state, sample from it, evaluate it."""
+
+import os
+
+import jax
+import numpy as np
+
+from jaxgen import checkpoint, families, images, sharding, train
+from jaxgen.errors import UserError
+from jaxgen.evaluators.mean import MeanEvaluator
+
+
+def restore(workdir: str):
+  """(config, family, mesh, state) of the latest checkpoint in WORKDIR."""
+  if not os.path.exists(checkpoint.config_path(workdir)):
+    raise UserError(f"{workdir!r} holds no jaxgen run (no config.json): train one with "
+                    "`jaxgen train --config experiments/X.py --workdir DIR` first")
+  config = checkpoint.read_config(workdir)
+  family = families.get(config.family)
+  mesh = sharding.create_mesh(config.mesh)
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints, async_save=False)
+  if mngr.latest_step() is None:
+    raise UserError(f"{workdir!r} has no checkpoint yet: let training reach "
+                    "checkpoint_every steps (or finish) first")
+  state, _ = train.restore_or_init(config, family, mesh, mngr)
+  mngr.close()
+  return config, family, mesh, state
+
+
+def sample_uint8(config, family, mesh, state, num: int, seed: int) -> np.ndarray:
+  """`num` samples as uint8 [num, H, W, C], generated in device-divisible chunks."""
+  if num < 1:
+    raise UserError(f"--num={num}: expected a positive number of samples")
+  chunk = min(config.eval_batch_size, _round_up(num, mesh.shape[sharding.DATA]))
+  chunk = _round_up(chunk, mesh.shape[sharding.DATA])
+  sample = jax.jit(lambda state, rng: family.sample(config, state, rng, chunk))
+  out = []
+  with jax.set_mesh(mesh):
+    for i in range(-(-num // chunk)):
+      generated = jax.device_get(sample(state, jax.random.fold_in(jax.random.PRNGKey(seed), i)))
+      out.append(images.to_uint8(generated, config.data.normalize))
+  return np.concatenate(out)[:num]
+
+
+def _round_up(n, k):
+  return -(-n // k) * k
+
+
+def write_samples(path: str, uint8_images: np.ndarray) -> None:
+  """FILE.npz → key 'images' [N, H, W, C] uint8; FILE.png → a grid."""
+  if path.endswith(".npz"):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez_compressed(path, images=uint8_images)
+  elif path.endswith(".png"):
+    images.write_png(path, images.grid(uint8_images))
+  else:
+    raise UserError(f"--out {path!r}: expected a FILE.npz or FILE.png")
+
+
+def evaluate(config, family, mesh, state) -> dict:
+  """The family's test metrics over the whole eval split, with what they were computed on."""
+  source = train.load_data(config, family, config.data.eval_split)
+  with jax.set_mesh(mesh):
+    metrics = dict(MeanEvaluator(config, family, mesh, source).run(state))
+  return {"step": int(jax.device_get(state.step)), "dataset": config.data.name,
+          "split": config.data.eval_split, **metrics}

@@ -1,0 +1,116 @@
+"""The custom-VJP transposed convolution equals lax's, in value, gradients and under sharding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+from jaxgen.models import layers
+
+# (kernel, strides, padding): the DCGAN layer, Flax-style 'SAME' with odd and with
+# smaller-than-stride kernels, asymmetric explicit pads, and 'VALID'.
+CASES = [
+    ((4, 4), (2, 2), ((1, 1), (1, 1))),
+    ((3, 3), (2, 2), "SAME"),
+    ((2, 2), (3, 3), "SAME"),
+    ((3, 5), (1, 2), ((0, 2), (1, 1))),
+    ((3, 3), (2, 2), "VALID"),
+]
+
+
+def _inputs(kernel_hw, in_features=3, features=4, shape=(2, 5, 6)):
+  kx, kk = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(kx, (*shape, in_features))
+  kernel = jax.random.normal(kk, (*kernel_hw, features, in_features))
+  return x, kernel
+
+
+def _reference(x, kernel, strides, padding):
+  """lax.conv_transpose with lax's own padding convention and autodiff."""
+  if isinstance(padding, str):
+    lax_padding = padding
+  else:
+    lax_padding = [(k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:2], padding)]
+  return lax.conv_transpose(x, kernel, strides, lax_padding,
+                            dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)
+
+
+@pytest.mark.parametrize("kernel_hw,strides,padding", CASES)
+def test_forward_equals_lax_conv_transpose(kernel_hw, strides, padding):
+  x, kernel = _inputs(kernel_hw)
+  pads = layers.explicit_padding(kernel_hw, strides, padding)
+  np.testing.assert_allclose(layers.conv_transpose(x, kernel, strides, pads),
+                             _reference(x, kernel, strides, padding), rtol=1e-5, atol=1e-5)
+
+
+def test_forward_is_the_adjoint_of_the_strided_conv():
+  x, kernel = _inputs((4, 4))
+  pads = ((1, 1), (1, 1))
+  y = layers.conv_transpose(x, kernel, (2, 2), pads)
+  assert y.shape == (2, 10, 12, 4)
+  conv = lambda u: lax.conv_general_dilated(u, kernel, (2, 2), pads,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  _, conv_vjp = jax.vjp(conv, jnp.zeros(y.shape))
+  np.testing.assert_allclose(y, conv_vjp(x)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_hw,strides,padding", CASES)
+def test_gradients_equal_autodiff_of_lax(kernel_hw, strides, padding):
+  x, kernel = _inputs(kernel_hw)
+  pads = layers.explicit_padding(kernel_hw, strides, padding)
+  cotangent = jax.random.normal(jax.random.PRNGKey(1), _reference(x, kernel, strides, padding).shape)
+
+  def grads(fn, *args):
+    loss = lambda x, k: jnp.sum(fn(x, k, *args) * cotangent)
+    return jax.jit(jax.grad(loss, (0, 1)))(x, kernel)
+
+  with jax.default_matmul_precision("highest"):
+    ours = grads(layers.conv_transpose, strides, pads)
+    expected = grads(_reference, strides, padding)
+  for got, want in zip(ours, expected):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+
+
+def test_jit_with_a_batch_sharded_over_four_devices():
+  if jax.device_count() < 4:
+    pytest.skip("needs 4 (fake CPU) devices")
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
+  x, kernel = _inputs((4, 4), shape=(8, 5, 6))
+  pads = ((1, 1), (1, 1))
+
+  def loss(x, k):
+    return jnp.sum(layers.conv_transpose(x, k, (2, 2), pads) ** 2)
+
+  step = jax.jit(jax.value_and_grad(loss, (0, 1)))
+  sharded_x = jax.device_put(x, NamedSharding(mesh, P("data")))
+  replicated_k = jax.device_put(kernel, NamedSharding(mesh, P()))
+  value, (dx, dk) = step(sharded_x, replicated_k)
+  want_value, (want_dx, want_dk) = step(x, kernel)
+  assert dx.sharding.spec == P("data")
+  np.testing.assert_allclose(value, want_value, rtol=1e-5)
+  np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-3)
+
+
+def test_module_doubles_resolution_and_stores_the_forward_conv_kernel():
+  layer = layers.ConvTranspose(features=4)
+  x = jnp.ones((2, 5, 6, 3))
+  variables = layer.init(jax.random.PRNGKey(0), x)
+  params = variables["params"]
+  assert params["kernel"].shape == (4, 4, 4, 3)
+  y = layer.apply(variables, x)
+  assert y.shape == (2, 10, 12, 4)
+  expected = layers.conv_transpose(x, params["kernel"], (2, 2), ((1, 1), (1, 1)))
+  np.testing.assert_allclose(y, expected + params["bias"], rtol=1e-6)
+  slow = layers.ConvTranspose(features=4, custom_vjp=False).apply(variables, x)
+  np.testing.assert_allclose(y, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_module_computes_in_its_dtype_with_float32_params():
+  layer = layers.ConvTranspose(features=4, padding="SAME", dtype=jnp.bfloat16)
+  variables = layer.init(jax.random.PRNGKey(0), jnp.ones((1, 3, 3, 2)))
+  y = layer.apply(variables, jnp.ones((1, 3, 3, 2)))
+  assert y.shape == (1, 6, 6, 4) and y.dtype == jnp.bfloat16
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))

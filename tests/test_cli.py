@@ -1,0 +1,113 @@
+"""The `jaxgen` command as other tools drive it: exit codes, one-line errors, outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.helpers import final_params, read_metrics
+
+VAE = "experiments/vae_fashion_mnist.py:small"
+GAN = "experiments/dcgan_fashion_mnist.py:small"
+
+
+def jaxgen(*args, data_dir=None, timeout=300):
+  extra = [f"--config.data.data_dir={data_dir}"] if data_dir and args[0] == "train" else []
+  return subprocess.run([sys.executable, "-m", "jaxgen", *args, *extra], capture_output=True,
+                        text=True, timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert "Traceback" not in result.stderr, result.stderr
+  assert lines[-1].startswith("jaxgen: error:"), result.stderr
+  for fragment in fragments:
+    assert fragment in lines[-1], lines[-1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_typo_in_config_key(tmp_path):
+  workdir = tmp_path / "run"
+  result = jaxgen("train", "--config", VAE, "--workdir", str(workdir), "--config.total_step=3")
+  assert_one_line_error(result, "unknown config key 'total_step'", "total_steps")
+  assert not workdir.exists()
+
+
+def test_missing_config_file(tmp_path):
+  result = jaxgen("train", "--config", "experiments/nope.py", "--workdir", str(tmp_path / "r"))
+  assert_one_line_error(result, "experiments/nope.py", "does not exist")
+
+
+def test_missing_dataset_writes_nothing(tmp_path, data_dir):
+  workdir = tmp_path / "run"
+  result = jaxgen("train", "--config", VAE, "--workdir", str(workdir),
+                  "--config.data.name=no_such_dataset_xyz", data_dir=data_dir)
+  assert_one_line_error(result, "no_such_dataset_xyz")
+  assert not workdir.exists()
+
+
+def test_unwritable_workdir(data_dir):
+  result = jaxgen("train", "--config", VAE, "--workdir", "/etc/hostname/run", data_dir=data_dir)
+  assert_one_line_error(result, "/etc/hostname/run", "not writable")
+
+
+def test_sample_and_evaluate_need_a_run(tmp_path):
+  assert_one_line_error(jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
+                               str(tmp_path / "s.npz")), "no jaxgen run")
+  assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path)), "no jaxgen run")
+
+
+def test_train_sample_evaluate(tmp_path, data_dir):
+  workdir = str(tmp_path / "gan")
+  assert jaxgen("train", "--config", GAN, "--workdir", workdir, data_dir=data_dir).returncode == 0
+  result = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
+                  "--seed", "3")
+  assert result.returncode == 0, result.stderr
+  images = np.load(f"{workdir}/s.npz")["images"]
+  assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
+  again = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/t.npz",
+                 "--seed", "3")
+  assert again.returncode == 0
+  np.testing.assert_array_equal(images, np.load(f"{workdir}/t.npz")["images"])
+  assert jaxgen("sample", "--workdir", workdir, "--num", "4", "--out",
+                f"{workdir}/g.png").returncode == 0
+  assert os.path.getsize(f"{workdir}/g.png") > 0
+  result = jaxgen("evaluate", "--workdir", workdir)
+  assert result.returncode == 0, result.stderr
+  metrics = json.loads(result.stdout)
+  assert metrics["step"] == 2 and metrics["eval/num_examples"] == 2000
+  assert 0.0 <= metrics["eval/d_real_prob"] <= 1.0
+
+
+def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):
+  steps = ["--config.total_steps=40", "--config.checkpoint_every=0", "--config.log_every=1",
+           "--config.sample_every=0", f"--config.data.data_dir={data_dir}"]
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  assert jaxgen("train", "--config", VAE, "--workdir", straight, *steps).returncode == 0
+  proc = subprocess.Popen([sys.executable, "-m", "jaxgen", "train", "--config", VAE,
+                           "--workdir", killed, *steps], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(f"{killed}/metrics.jsonl") and len(read_metrics(killed)) >= 5:
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  stopped_at = read_metrics(killed)[-1]["step"]
+  assert proc.returncode == 128 + signal.SIGTERM, stderr
+  assert stopped_at < 40 and os.listdir(f"{killed}/checkpoints")
+  assert jaxgen("train", "--config", VAE, "--workdir", killed, *steps).returncode == 0
+  import jax
+  jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(killed))
