@@ -142,7 +142,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   dataset = input_pipeline.train_dataset(
       config.data, train_source, local_batch_size=config.batch_size // jax.process_count(),
       seed=config.seed, start_step=start, process_index=jax.process_index())
-  batches = input_pipeline.global_batches(dataset, mesh)
+  batches = input_pipeline.global_batches(dataset, mesh, prefetch=config.data.prefetch)
   inflight = collections.deque()
   timer = _Throughput(config.batch_size)
   with StopSignal() as stop, jax.set_mesh(mesh):

@@ -13,7 +13,8 @@ EXPERIMENTS = ("experiments/vae_fashion_mnist.py", "experiments/dcgan_fashion_mn
 
 def small_config(experiment, data_dir, **overrides):
   """The experiment's `:small` variant on the bundled data in `data_dir`, blocking each step."""
-  values = {"data.data_dir": str(data_dir), "max_inflight_steps": "0"}
+  values = {"data.data_dir": str(data_dir), "max_inflight_steps": "0", "checkpoint_every": "0",
+            "sample_every": "0"}
   values.update({k: str(v) for k, v in overrides.items()})
   return config_lib.load(experiment + ":small", values)
 

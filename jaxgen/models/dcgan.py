@@ -88,12 +88,14 @@ class Discriminator(nn.Module):
   Attributes:
     norm: 'batch' or 'none'.
     dtype: computation dtype; parameters stay float32.
+    custom_vjp: see `layers.Conv`.
   """
   image_size: int
   channels: int
   features: int = 64
   norm: str = "batch"
   dtype: Any = jnp.float32
+  custom_vjp: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -103,8 +105,8 @@ class Discriminator(nn.Module):
     x = x.astype(self.dtype)
     for stage in range(n):
       normalize = self.norm == "batch" and stage > 0
-      x = nn.Conv(self.features * 2 ** stage, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  use_bias=not normalize, dtype=self.dtype, kernel_init=_KERNEL_INIT)(x)
+      x = layers.Conv(self.features * 2 ** stage, use_bias=not normalize, dtype=self.dtype,
+                      kernel_init=_KERNEL_INIT, custom_vjp=self.custom_vjp)(x)
       if normalize:
         x = _batch_norm(train, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)

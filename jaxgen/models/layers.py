@@ -1,13 +1,15 @@
-"""A transposed convolution whose gradients run as ordinary convolutions.
+"""Strided and transposed convolutions whose gradients avoid XLA:CPU's slow paths.
 
-`flax.linen.ConvTranspose` differentiates `lax.conv_transpose` automatically; the weight
-gradient JAX derives for a strided one is a convolution with rhs dilation that XLA:CPU runs
-on a slow generic path (a DCGAN-64 step ~12x slower). Here the transposed convolution is
-defined as the adjoint of an ordinary strided convolution `conv`, and its VJP is written
-out the way PyTorch computes it:
-  forward  y  = conv^T(x)                      (the input gradient of `conv`)
-  dx          = conv(dy)                       (an ordinary convolution)
-  dkernel     = weight gradient of conv(dy) against cotangent x
+A strided convolution `conv` and its adjoint `conv_transpose` are each other's gradient:
+  conv:            y = conv(u)      du = conv^T(dy)    dkernel = conv's weight gradient
+  conv_transpose:  y = conv^T(x)    dx = conv(dy)      dkernel = conv's weight gradient at dy
+which is how PyTorch computes them. JAX's own autodiff instead derives, for a strided
+`lax.conv_transpose` (what `flax.linen.ConvTranspose` uses), a weight gradient with rhs
+dilation that XLA:CPU runs on a slow generic path (a DCGAN-64 step ~12x slower).
+
+conv^T itself is not run as JAX's usual input-dilated convolution, which multiplies the
+(s*s - 1) / (s*s) zeros it inserts: it is one stride-1 convolution producing every output
+phase as channels (sub-pixel convolution), then depth-to-space.
 """
 
 import functools
@@ -20,17 +22,132 @@ import jax.numpy as jnp
 from jax import lax
 
 Padding = str | Sequence[tuple[int, int]]
+Pads = tuple[tuple[int, int], ...]
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
 def _conv(u, kernel, strides, padding):
-  """The ordinary strided convolution [b, H', W', features] -> [b, H, W, in_features]."""
+  """The strided convolution [b, H', W', features] -> [b, H, W, in_features], HWIO kernel."""
   return lax.conv_general_dilated(u, kernel, strides, padding,
                                   dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def explicit_padding(kernel_hw, strides, padding: Padding) -> tuple[tuple[int, int], ...]:
-  """Per-dimension (low, high) padding of the forward convolution this layer is adjoint to.
+def _conv_kernel_grad(u, dy, kernel_like, strides, padding):
+  """The gradient of <dy, conv(u, kernel)> with respect to the kernel."""
+  spec = jax.ShapeDtypeStruct(kernel_like.shape, kernel_like.dtype)
+  (dkernel,) = jax.linear_transpose(lambda k: _conv(u, k, strides, padding), spec)(dy)
+  return dkernel
+
+
+def _phase_kernel(kernel, strides):
+  """[kh, kw, features, in_features] -> [jh, jw, in_features, sh * sw * features].
+
+  Output position o of conv^T gathers kernel taps t = o + low_pad (mod s), one every s;
+  grouping taps by that residue (zero-padding the kernel to jh = ceil(kh / sh) taps per
+  phase) and flipping them gives each phase's stride-1 kernel.
+  """
+  (kh, kw, features, in_features), (sh, sw) = kernel.shape, strides
+  jh, jw = -(-kh // sh), -(-kw // sw)
+  kernel = jnp.pad(kernel, ((0, jh * sh - kh), (0, jw * sw - kw), (0, 0), (0, 0)))
+  kernel = kernel.reshape(jh, sh, jw, sw, features, in_features)[::-1, :, ::-1]
+  return kernel.transpose(0, 2, 5, 1, 3, 4).reshape(jh, jw, in_features, sh * sw * features)
+
+
+def _transpose(x, kernel, strides, padding, out_hw):
+  """conv^T: x [b, h, w, in_features] -> [b, *out_hw, features], the adjoint of `_conv`.
+
+  out_hw may exceed the smallest input size that `_conv` maps to [h, w]; the rows and
+  columns beyond it get the gradient of what the convolution reads there.
+  """
+  batch, *in_hw, _ = x.shape
+  features = kernel.shape[2]
+  phase_kernel = _phase_kernel(kernel, strides)
+  # Phase grid size: enough whole strides to cover the low padding plus the output.
+  grid = [-(-(n + lo) // s) for n, (lo, _), s in zip(out_hw, padding, strides)]
+  pads = [(j - 1, g - n) for j, g, n in zip(phase_kernel.shape[:2], grid, in_hw)]
+  phases = lax.conv_general_dilated(x, phase_kernel, (1, 1), pads,
+                                    dimension_numbers=_DIMENSION_NUMBERS)
+  (gh, gw), (sh, sw) = grid, strides
+  y = phases.reshape(batch, gh, gw, sh, sw, features).transpose(0, 1, 3, 2, 4, 5)
+  y = y.reshape(batch, gh * sh, gw * sw, features)
+  (low_h, _), (low_w, _) = padding
+  return y[:, low_h:low_h + out_hw[0], low_w:low_w + out_hw[1]]
+
+
+def _transposed_hw(in_hw, kernel_hw, strides, padding):
+  """PyTorch ConvTranspose2d's output size (output_padding=0)."""
+  return tuple((n - 1) * s + k - lo - hi
+               for n, k, s, (lo, hi) in zip(in_hw, kernel_hw, strides, padding))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv(u, kernel, strides: tuple[int, int], padding: Pads):
+  """`lax.conv_general_dilated` with explicit pads, its input gradient run as `conv_transpose`.
+
+  Args:
+    u: [batch, height, width, in_features].
+    kernel: HWIO [kh, kw, in_features, features].
+
+  Returns:
+    [batch, height', width', features].
+  """
+  return _conv(u, kernel, strides, padding)
+
+
+def _conv_fwd(u, kernel, strides, padding):
+  return _conv(u, kernel, strides, padding), (u, kernel)
+
+
+def _conv_bwd(strides, padding, residuals, dy):
+  u, kernel = residuals
+  du = _transpose(dy, kernel, strides, padding, u.shape[1:3])
+  return du, _conv_kernel_grad(u, dy, kernel, strides, padding)
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_transpose(x, kernel, strides: tuple[int, int], padding: Pads):
+  """The adjoint of `conv(., kernel, strides, padding)`: upsamples x.
+
+  Args:
+    x: [batch, height, width, in_features].
+    kernel: the forward convolution's HWIO kernel [kh, kw, features, in_features].
+    strides: (sh, sw).
+    padding: explicit ((lo, hi), (lo, hi)) pads of the forward convolution
+      (see `explicit_padding`).
+
+  Returns:
+    [batch, (height-1)*sh + kh - lo - hi, (width-1)*sw + kw - lo - hi, features]; with a
+    4x4 kernel, stride 2 and padding 1 that is [batch, 2*height, 2*width, features].
+  """
+  out_hw = _transposed_hw(x.shape[1:3], kernel.shape[:2], strides, padding)
+  return _transpose(x, kernel, strides, padding, out_hw)
+
+
+def _conv_transpose_fwd(x, kernel, strides, padding):
+  return conv_transpose(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_transpose_bwd(strides, padding, residuals, dy):
+  x, kernel = residuals
+  # <dy, conv^T(x; k)> = <conv(dy; k), x>: dkernel is conv's weight gradient at input dy.
+  return _conv(dy, kernel, strides, padding), _conv_kernel_grad(dy, x, kernel, strides, padding)
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def _lax_conv_transpose(x, kernel, strides, padding):
+  """`conv_transpose` as `lax.conv_transpose` differentiated by JAX (nn.ConvTranspose's way)."""
+  lax_padding = [(k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:2], padding)]
+  return lax.conv_transpose(x, kernel, strides, lax_padding,
+                            dimension_numbers=_DIMENSION_NUMBERS, transpose_kernel=True)
+
+
+def explicit_padding(kernel_hw, strides, padding: Padding) -> Pads:
+  """Per-dimension (low, high) padding of the forward convolution a transposed one inverts.
 
   Explicit pairs are PyTorch's ConvTranspose2d `padding`: what the forward conv pads.
   'SAME' makes the output exactly `strides` times the input and 'VALID' pads nothing, both
@@ -45,67 +162,13 @@ def explicit_padding(kernel_hw, strides, padding: Padding) -> tuple[tuple[int, i
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def _output_shape(x_shape, kernel_shape, strides, pads):
-  """[batch, height', width', features]: PyTorch's ConvTranspose2d size, output_padding=0."""
-  batch, *in_hw, _ = x_shape
-  out_hw = ((n - 1) * s + k - lo - hi
-            for n, k, s, (lo, hi) in zip(in_hw, kernel_shape[:2], strides, pads))
-  return (batch, *out_hw, kernel_shape[2])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_transpose(x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]):
-  """The adjoint of `conv(., kernel, strides, padding)`: upsamples x.
-
-  Args:
-    x: [batch, height, width, in_features].
-    kernel: the forward convolution's HWIO kernel [kh, kw, features, in_features].
-    strides: (sh, sw).
-    padding: explicit ((lo, hi), (lo, hi)) pads of the forward convolution
-      (see `explicit_padding`).
-
-  Returns:
-    [batch, (height-1)*sh + kh - lo - hi, (width-1)*sw + kw - lo - hi, features]; with a
-    4x4 kernel, stride 2 and padding 1 that is [batch, 2*height, 2*width, features].
-  """
-  out = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, strides, padding), x.dtype)
-  (y,) = jax.linear_transpose(lambda u: _conv(u, kernel, strides, padding), out)(x)
-  return y
-
-
-def _conv_transpose_fwd(x, kernel, strides, padding):
-  return conv_transpose(x, kernel, strides, padding), (x, kernel)
-
-
-def _conv_transpose_bwd(strides, padding, residuals, dy):
-  x, kernel = residuals
-  dx = _conv(dy, kernel, strides, padding)
-  # <dy, conv^T(x; k)> = <conv(dy; k), x>, so dkernel is conv's weight gradient at input dy.
-  (dkernel,) = jax.linear_transpose(lambda k: _conv(dy, k, strides, padding), kernel)(x)
-  return dx, dkernel
-
-
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
-
-
-def lax_conv_transpose(x, kernel, strides, padding):
-  """`conv_transpose` through `lax.conv_transpose` and JAX's own autodiff (the slow-on-CPU one)."""
-  lax_padding = [(k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:2], padding)]
-  return lax.conv_transpose(x, kernel, strides, lax_padding,
-                            dimension_numbers=_DIMENSION_NUMBERS, transpose_kernel=True)
-
-
-class ConvTranspose(nn.Module):
-  """PyTorch ConvTranspose2d semantics on [batch, height, width, channels] inputs.
-
-  The kernel is stored as the forward convolution's HWIO kernel
-  [kh, kw, features, in_features] (the layout of Flax's `transpose_kernel=True`): this layer
-  is the adjoint of `lax.conv_general_dilated` with that kernel, strides and padding, which
-  maps [b, 2H, 2W, features] -> [b, H, W, in_features] for kernel 4, stride 2, padding 1.
+class _ConvBase(nn.Module):
+  """Shared fields of `Conv` and `ConvTranspose`.
 
   Attributes:
-    custom_vjp: True runs the gradients as ordinary convolutions (`conv_transpose`); False
-      uses `lax.conv_transpose` with JAX's autodiff, ~12x slower on CPU, unmeasured on GPU.
+    custom_vjp: True runs the gradients as above; False leaves them to JAX's autodiff of
+      lax (what nn.Conv / nn.ConvTranspose do): ~12x slower transposed convolutions on
+      CPU, unmeasured on GPU.
   """
   features: int
   kernel_size: tuple[int, int] = (4, 4)
@@ -114,21 +177,52 @@ class ConvTranspose(nn.Module):
   use_bias: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  custom_vjp: bool = True
+
+  def _params(self, kernel_shape, x):
+    """(x, kernel, bias or None), promoted to the computation dtype."""
+    kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    return nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+
+
+class Conv(_ConvBase):
+  """A convolution on [batch, height, width, channels], HWIO kernel [kh, kw, in, features].
+
+  Same parameters and outputs as `nn.Conv`; its input gradient runs as `conv_transpose`.
+  """
+
+  @nn.compact
+  def __call__(self, x):
+    x, kernel, bias = self._params((*self.kernel_size, x.shape[-1], self.features), x)
+    padding = self.padding
+    if isinstance(padding, str):
+      padding = lax.padtype_to_pads(x.shape[1:3], self.kernel_size, self.strides, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    y = (conv if self.custom_vjp else _conv)(x, kernel, tuple(self.strides), pads)
+    return y if bias is None else y + bias
+
+
+class ConvTranspose(_ConvBase):
+  """PyTorch ConvTranspose2d semantics on [batch, height, width, channels] inputs.
+
+  The kernel is stored as the forward convolution's HWIO kernel
+  [kh, kw, features, in_features] (the layout of Flax's `transpose_kernel=True`): this layer
+  is the adjoint of `lax.conv_general_dilated` with that kernel, strides and padding, which
+  maps [b, 2H, 2W, features] -> [b, H, W, in_features] for kernel 4, stride 2, padding 1.
+  """
   # Fan-in is over in_features, the kernel's last axis in this layout.
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal(in_axis=-1,
                                                                          out_axis=-2)
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-  custom_vjp: bool = True
 
   @nn.compact
   def __call__(self, x):
     """[batch, height, width, in_features] -> [batch, height', width', features]."""
-    kernel_shape = (*self.kernel_size, self.features, x.shape[-1])
-    kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = self._params((*self.kernel_size, self.features, x.shape[-1]), x)
     pads = explicit_padding(self.kernel_size, self.strides, self.padding)
-    upsample = conv_transpose if self.custom_vjp else lax_conv_transpose
+    upsample = conv_transpose if self.custom_vjp else _lax_conv_transpose
     y = upsample(x, kernel, tuple(self.strides), pads)
     return y if bias is None else y + bias

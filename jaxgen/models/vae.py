@@ -12,7 +12,6 @@ from jaxgen.models import layers
 
 _LIKELIHOODS = ("bernoulli", "categorical")
 _HIDDEN = 256
-_PAD1 = ((1, 1), (1, 1))
 
 
 class Encoder(nn.Module):
@@ -20,12 +19,13 @@ class Encoder(nn.Module):
   latent_dim: int
   features: int
   dtype: Any
+  custom_vjp: bool
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
     for width in (self.features, 2 * self.features):
-      x = nn.relu(nn.Conv(width, (4, 4), strides=(2, 2), padding=_PAD1, dtype=self.dtype)(x))
+      x = nn.relu(layers.Conv(width, dtype=self.dtype, custom_vjp=self.custom_vjp)(x))
     x = nn.relu(nn.Dense(_HIDDEN, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
     mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim, dtype=self.dtype)(x), 2, axis=-1)
     return mean, logvar
@@ -63,7 +63,7 @@ class ConvVAE(nn.Module):
   Attributes:
     image_size: a multiple of 4 (two stride-2 stages).
     dtype: computation dtype; parameters stay float32.
-    custom_vjp: see `layers.ConvTranspose`.
+    custom_vjp: see `layers.Conv` and `layers.ConvTranspose`.
   """
   image_size: int
   channels: int
@@ -80,7 +80,7 @@ class ConvVAE(nn.Module):
     if self.likelihood not in _LIKELIHOODS:
       raise UserError(f"conv_vae likelihood={self.likelihood!r}: expected one of "
                       f"{', '.join(_LIKELIHOODS)}")
-    self.encoder = Encoder(self.latent_dim, self.features, self.dtype)
+    self.encoder = Encoder(self.latent_dim, self.features, self.dtype, self.custom_vjp)
     out = self.channels * (256 if self.likelihood == "categorical" else 1)
     self.decoder = Decoder(self.image_size, out, self.features, self.dtype, self.custom_vjp)
 

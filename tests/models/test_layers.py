@@ -1,5 +1,6 @@
-"""The custom-VJP transposed convolution equals lax's, in value, gradients and under sharding."""
+"""The custom-VJP convolutions equal lax's, in value, gradients and under sharding."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +74,33 @@ def test_gradients_equal_autodiff_of_lax(kernel_hw, strides, padding):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
 
 
+def _lax_conv(u, kernel, strides, padding):
+  return lax.conv_general_dilated(u, kernel, strides, padding,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+# Odd and even input sizes: with stride 2 an odd one leaves a last row the transposed
+# convolution of the output gradient alone would not reach.
+@pytest.mark.parametrize("hw", [(10, 12), (7, 9)])
+@pytest.mark.parametrize("kernel_hw,strides,padding", [c for c in CASES if c[2] != "SAME"])
+def test_strided_conv_and_its_gradients_equal_lax(hw, kernel_hw, strides, padding):
+  key_u, key_k, key_dy = jax.random.split(jax.random.PRNGKey(2), 3)
+  u = jax.random.normal(key_u, (2, *hw, 4))
+  kernel = jax.random.normal(key_k, (*kernel_hw, 4, 3))
+  pads = layers.explicit_padding(kernel_hw, strides, padding)
+  expected = _lax_conv(u, kernel, strides, pads)
+  np.testing.assert_allclose(layers.conv(u, kernel, strides, pads), expected, rtol=1e-5, atol=1e-4)
+  cotangent = jax.random.normal(key_dy, expected.shape)
+
+  def grads(fn):
+    loss = lambda u, k: jnp.sum(fn(u, k, strides, pads) * cotangent)
+    return jax.jit(jax.grad(loss, (0, 1)))(u, kernel)
+
+  with jax.default_matmul_precision("highest"):
+    for got, want in zip(grads(layers.conv), grads(_lax_conv)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+
+
 def test_jit_with_a_batch_sharded_over_four_devices():
   if jax.device_count() < 4:
     pytest.skip("needs 4 (fake CPU) devices")
@@ -81,7 +109,8 @@ def test_jit_with_a_batch_sharded_over_four_devices():
   pads = ((1, 1), (1, 1))
 
   def loss(x, k):
-    return jnp.sum(layers.conv_transpose(x, k, (2, 2), pads) ** 2)
+    y = layers.conv_transpose(x, k, (2, 2), pads)
+    return jnp.sum(layers.conv(y, k, (2, 2), pads) ** 2)
 
   step = jax.jit(jax.value_and_grad(loss, (0, 1)))
   sharded_x = jax.device_put(x, NamedSharding(mesh, P("data")))
@@ -106,6 +135,16 @@ def test_module_doubles_resolution_and_stores_the_forward_conv_kernel():
   np.testing.assert_allclose(y, expected + params["bias"], rtol=1e-6)
   slow = layers.ConvTranspose(features=4, custom_vjp=False).apply(variables, x)
   np.testing.assert_allclose(y, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_module_matches_nn_conv():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 8, 3))
+  for padding in (((1, 1), (1, 1)), "SAME"):
+    variables = layers.Conv(features=5, padding=padding).init(jax.random.PRNGKey(1), x)
+    assert variables["params"]["kernel"].shape == (4, 4, 3, 5)
+    ours = layers.Conv(features=5, padding=padding).apply(variables, x)
+    flax_conv = nn.Conv(5, (4, 4), strides=(2, 2), padding=padding).apply(variables, x)
+    np.testing.assert_allclose(ours, flax_conv, rtol=1e-5, atol=1e-5)
 
 
 def test_module_computes_in_its_dtype_with_float32_params():

@@ -1,0 +1,1 @@
+"""Datasets, augmentation and the tf.data → jax.Array input pipeline."""

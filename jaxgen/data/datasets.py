@@ -1,0 +1,369 @@
+"""Dataset sources → this process's shard of a split, decoded once into uint8 arrays in RAM.
+
+Every source is read through TFDS with decoding skipped, sharded per process *before*
+decoding, and decoded by one `tf.io.decode_image` map followed directly by
+`ignore_errors()`, so a corrupt image costs one record (counted in `num_dropped`), not the
+run. Names jaxgen knows besides any TFDS image dataset:
+
+  fashion_mnist_small  10k train / 2k test Fashion-MNIST images shipped in the package.
+  fashion_mnist        TFDS's Fashion-MNIST, prepared offline from `data.manual_dir` when
+                       the original *.gz files are there (Debian's dataset-fashion-mnist).
+  folder               `data.folder/<split>/<label>/*.png|jpg|jpeg`.
+"""
+
+import dataclasses
+import functools
+import gzip
+import math
+import os
+import shutil
+import struct
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+from tensorflow_datasets.image_classification import mnist
+
+from jaxgen.data import augment
+from jaxgen.errors import UserError
+
+KNOWN_NAMES = ("fashion_mnist_small", "fashion_mnist", "folder")
+NORMALIZE_MODES = ("symmetric", "unit", "integer")
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled",
+                           "fashion_mnist_small")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
+@dataclasses.dataclass
+class Source:
+  """One process's shard of a split, decoded.
+
+  Attributes:
+    images: uint8 [n, height, width, channels].
+    labels: int32 [n] (zeros when the dataset has no 'label').
+    num_dropped: records of this shard that failed to decode and were skipped.
+    num_classes: classes of 'label', or None when there is none.
+    name, split: what was loaded.
+    max_shard_size: the largest shard any process holds; evaluation pads every process to
+      it so all run the same number of batches. None: this shard's size.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  num_dropped: int
+  num_classes: int | None
+  name: str
+  split: str
+  max_shard_size: int | None = None
+
+
+@functools.cache
+def keep_tf_off_accelerators() -> None:
+  """Hides GPUs from TensorFlow so tf.data never takes accelerator memory JAX needs."""
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF was initialised before jaxgen got here: it may hold GPU memory.
+    logging.warning("TensorFlow was initialised before jaxgen could hide the GPUs from it")
+
+
+def check_config(data) -> None:
+  """Raises UserError for a `data` config value no source or pipeline can honour."""
+  if data.image_size is not None and (not isinstance(data.image_size, int)
+                                      or data.image_size < 1):
+    raise UserError(f"data.image_size={data.image_size!r}: expected None or a positive "
+                    "integer; set --config.data.image_size=N")
+  if data.crop not in ("center", "none"):
+    raise UserError(f"data.crop={data.crop!r}: expected 'center' or 'none'")
+  if data.channels not in (None, 1, 3):
+    raise UserError(f"data.channels={data.channels!r}: expected None (the dataset's own), "
+                    "1 or 3")
+  if data.normalize not in NORMALIZE_MODES:
+    raise UserError(f"data.normalize={data.normalize!r}: expected one of "
+                    f"{', '.join(NORMALIZE_MODES)}")
+  if data.dequantize and data.normalize == "integer":
+    raise UserError("data.dequantize=True needs float pixels but data.normalize='integer': "
+                    "set data.normalize to 'unit' or 'symmetric', or data.dequantize=False")
+  if not isinstance(data.prefetch, int) or data.prefetch < 1:
+    raise UserError(f"data.prefetch={data.prefetch!r}: expected a positive integer")
+  augment.check_config(data.augment)
+
+
+def load_split(data, split: str, process_index: int = 0, process_count: int = 1) -> Source:
+  """This process's slice of `split`, decoded, cropped/resized and held in RAM."""
+  check_config(data)
+  keep_tf_off_accelerators()
+  read = _folder_records if data.name == "folder" else _tfds_records
+  records = read(data, split, process_index, process_count)
+  images, labels = _materialise(_transform(_decode(records.ds, records.channels), data))
+  if not len(images):
+    raise UserError(f"none of the {records.num_examples} images of {data.name!r} split "
+                    f"{split!r} on process {process_index} of {process_count} could be "
+                    "decoded: check the image files, or pick a bigger split")
+  num_dropped = records.num_examples - len(images)
+  if num_dropped:
+    logging.warning("%s/%s: skipped %d of %d images that failed to decode", data.name, split,
+                    num_dropped, records.num_examples)
+  return Source(images=images, labels=labels, num_dropped=num_dropped,
+                num_classes=records.num_classes, name=data.name, split=split,
+                max_shard_size=records.max_shard_size)
+
+
+def dataset_info(data) -> dict:
+  """{'shape': (height, width, channels), 'num_classes': int | None} from metadata alone."""
+  check_config(data)
+  if data.name == "folder":
+    builder = _image_folder(data)
+    size = _required_image_size(data)
+    return dict(shape=(size, size, data.channels or 3),
+                num_classes=builder.info.features["label"].num_classes)
+  builder = _builder(data)
+  feature = _image_feature(builder, data.name)
+  return dict(shape=_output_shape(feature.shape, data), num_classes=_num_classes(builder))
+
+
+@dataclasses.dataclass
+class _Records:
+  """A shard's still-encoded (image bytes, int32 label) records and what to expect of them."""
+  ds: tf.data.Dataset
+  num_examples: int
+  max_shard_size: int
+  num_classes: int | None
+  channels: int
+
+
+def _tfds_records(data, split, process_index, process_count) -> _Records:
+  builder = _prepared_builder(data)
+  feature = _image_feature(builder, data.name)
+  shape = _output_shape(feature.shape, data)
+  total = _split_size(builder, data.name, split)
+  shard = tfds.even_splits(split, n=process_count)[process_index]
+  ds = builder.as_dataset(split=shard, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()},
+                          read_config=_read_config())
+  num_classes = _num_classes(builder)
+
+  def image_and_label(example):
+    label = example["label"] if num_classes is not None else 0
+    return example["image"], tf.cast(label, tf.int32)
+
+  ds = ds.map(image_and_label)
+  return _Records(ds=ds, num_examples=builder.info.splits[shard].num_examples,
+                  max_shard_size=math.ceil(total / process_count),
+                  num_classes=num_classes, channels=shape[-1])
+
+
+def _folder_records(data, split, process_index, process_count) -> _Records:
+  _required_image_size(data)
+  builder = _image_folder(data)
+  total = _split_size(builder, f"folder {data.folder}", split)
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()},
+                          read_config=_read_config())
+  # Folders have no split slicing; sharding the encoded records still decodes each once.
+  ds = ds.shard(process_count, process_index)
+  ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+  return _Records(ds=ds, num_examples=len(range(process_index, total, process_count)),
+                  max_shard_size=math.ceil(total / process_count),
+                  num_classes=builder.info.features["label"].num_classes,
+                  channels=data.channels or 3)
+
+
+def _decode(ds: tf.data.Dataset, channels: int) -> tf.data.Dataset:
+  def decode(encoded, label):
+    return tf.io.decode_image(encoded, channels=channels, expand_animations=False), label
+
+  # Right after the decode and nowhere else: ignore_errors would hide real bugs too.
+  return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+
+
+def _transform(ds: tf.data.Dataset, data) -> tf.data.Dataset:
+  """Central square crop (crop='center') and resize, when data.image_size asks for it."""
+  if data.image_size is None:
+    return ds
+
+  def crop_and_resize(image, label):
+    if data.crop == "center":
+      height, width = tf.shape(image)[0], tf.shape(image)[1]
+      side = tf.minimum(height, width)
+      image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2,
+                                            side, side)
+    # Antialiasing keeps downscaled images free of aliasing; same-size resizes are exact.
+    image = tf.image.resize(image, [data.image_size] * 2, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+  return ds.map(crop_and_resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _materialise(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 [n, height, width, channels], int32 [n]) in the dataset's order."""
+  images, labels = [], []
+  for image_batch, label_batch in ds.batch(1024).prefetch(1).as_numpy_iterator():
+    images.append(image_batch)
+    labels.append(label_batch)
+  if not images:
+    return np.zeros((0, 0, 0, 0), np.uint8), np.zeros((0,), np.int32)
+  return np.concatenate(images), np.concatenate(labels).astype(np.int32)
+
+
+def _read_config() -> tfds.ReadConfig:
+  # No autocache: jaxgen keeps its own decoded copy in RAM, and a second one would lie in
+  # benchmarks and double the memory.
+  return tfds.ReadConfig(try_autocache=False)
+
+
+def _output_shape(feature_shape, data) -> tuple[int, int, int]:
+  """(height, width, channels) after resizing and channel conversion."""
+  channels = data.channels or feature_shape[-1] or 3
+  if data.image_size is not None:
+    return data.image_size, data.image_size, channels
+  if None in feature_shape[:2]:
+    raise UserError(f"dataset {data.name!r} has images of varying size {feature_shape}: set "
+                    "--config.data.image_size=N to resize them to N×N")
+  return feature_shape[0], feature_shape[1], channels
+
+
+def _required_image_size(data) -> int:
+  if data.image_size is None:
+    raise UserError("data.name='folder' needs data.image_size (folder images vary in size): "
+                    "set --config.data.image_size=N")
+  return data.image_size
+
+
+def _split_size(builder, what: str, split: str) -> int:
+  try:
+    return builder.info.splits[split].num_examples
+  except (KeyError, ValueError):
+    raise UserError(f"split {split!r} is not in {what}: available splits are "
+                    f"{', '.join(sorted(builder.info.splits)) or 'none'}; set "
+                    "data.train_split/data.eval_split to one of them") from None
+
+
+def _image_feature(builder, name: str):
+  features = builder.info.features
+  if "image" not in features or not isinstance(features["image"], tfds.features.Image):
+    raise UserError(f"dataset {name!r} has no 'image' feature (it has "
+                    f"{', '.join(features.keys())}): jaxgen needs an image dataset")
+  return features["image"]
+
+
+def _num_classes(builder) -> int | None:
+  features = builder.info.features
+  label = features["label"] if "label" in features else None
+  return label.num_classes if isinstance(label, tfds.features.ClassLabel) else None
+
+
+def _image_folder(data):
+  root = os.path.expanduser(data.folder) if data.folder else ""
+  if not root or not os.path.isdir(root):
+    raise UserError(f"data.folder={data.folder!r} is not a directory: set "
+                    "--config.data.folder=DIR with images in DIR/<split>/<label>/*.png|jpg")
+  channels = data.channels or 3
+  return tfds.folder_dataset.ImageFolder(root, shape=(None, None, channels))
+
+
+def _builder(data):
+  """The (possibly unprepared) TFDS builder for data.name."""
+  if data.name == "fashion_mnist_small":
+    return _FashionMNISTSmall(data_dir=data.data_dir)
+  try:
+    return tfds.builder(data.name, data_dir=data.data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise UserError(f"data.name={data.name!r} is not a TFDS dataset: use one of jaxgen's "
+                    f"{', '.join(KNOWN_NAMES)} or a TFDS image dataset name such as "
+                    "'cifar10'") from None
+
+
+def _prepared_builder(data):
+  """The builder for data.name, preparing it first (offline where jaxgen can) if needed."""
+  builder = _builder(data)
+  if builder.is_prepared():
+    return builder
+  if data.name == "fashion_mnist_small":
+    _prepare_from_idx_gz(_FashionMNISTSmall, BUNDLED_DIR, data.data_dir)
+    return _builder(data)
+  if data.name == "fashion_mnist" and _has_idx_files(data.manual_dir):
+    _prepare_from_idx_gz(_FashionMNISTFromFiles, data.manual_dir, data.data_dir)
+    return _builder(data)
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # Any failure to fetch means the same fix for the user.
+    raise UserError(_not_prepared_message(data, builder.data_dir, e)) from e
+  return builder
+
+
+def _not_prepared_message(data, data_dir, error) -> str:
+  why = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+  if data.name == "fashion_mnist":
+    return (f"dataset 'fashion_mnist' is not prepared in {data_dir} and could not be "
+            f"downloaded ({why}): install Debian's dataset-fashion-mnist, set "
+            "--config.data.manual_dir=DIR to the folder with the original *.gz files, or use "
+            "data.name=fashion_mnist_small (bundled)")
+  return (f"dataset {data.name!r} is not prepared in {data_dir} and could not be downloaded "
+          f"({why}): it needs network access once, or set --config.data.data_dir=DIR to a "
+          "folder holding a prepared copy")
+
+
+def _has_idx_files(directory: str | None) -> bool:
+  return bool(directory) and all(
+      os.path.isfile(os.path.join(directory, name + ".gz")) for name in IDX_FILES)
+
+
+def _prepare_from_idx_gz(builder_cls, gz_dir: str, data_dir: str | None) -> None:
+  """Prepares builder_cls into data_dir from the four gzipped IDX files in gz_dir."""
+  logging.info("preparing %s in %s from %s", builder_cls.name, data_dir or "the TFDS default",
+               gz_dir)
+  with tempfile.TemporaryDirectory() as idx_dir:
+    for name in IDX_FILES:
+      path = os.path.join(gz_dir, name + ".gz")
+      try:
+        with gzip.open(path, "rb") as src, open(os.path.join(idx_dir, name), "wb") as dst:
+          shutil.copyfileobj(src, dst)
+      except (OSError, EOFError) as e:
+        raise UserError(f"{path} is not a readable gzip file ({e}): replace it with the "
+                        "original Fashion-MNIST file") from e
+    builder = builder_cls(data_dir=data_dir, idx_dir=idx_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+
+
+def _idx_count(path: str) -> int:
+  """The record count in an IDX file's header (big-endian uint32 after the magic)."""
+  with open(path, "rb") as f:
+    return struct.unpack(">I", f.read(8)[4:])[0]
+
+
+class _IdxFashionMNIST(mnist.FashionMNIST, skip_registration=True):
+  """TFDS's own Fashion-MNIST builder, reading decompressed IDX files from `idx_dir`.
+
+  Only `_split_generators` changes: the parent's `_generate_examples` already reads raw IDX,
+  and its checksums (which Debian's rewritten gzip headers fail) are never consulted.
+  """
+
+  def __init__(self, *, idx_dir: str | None = None, **kwargs):
+    self._idx_dir = idx_dir
+    super().__init__(**kwargs)
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    return [tfds.core.SplitGenerator(name=tfds.Split.TRAIN, gen_kwargs=self._files("train")),
+            tfds.core.SplitGenerator(name=tfds.Split.TEST, gen_kwargs=self._files("t10k"))]
+
+  def _files(self, prefix: str) -> dict:
+    data_path = os.path.join(self._idx_dir, f"{prefix}-images-idx3-ubyte")
+    label_path = os.path.join(self._idx_dir, f"{prefix}-labels-idx1-ubyte")
+    num_examples = _idx_count(data_path)
+    if _idx_count(label_path) != num_examples:
+      raise UserError(f"{prefix} images and labels hold different record counts: the IDX "
+                      "files are not a matching set; replace them with the originals")
+    return dict(num_examples=num_examples, data_path=data_path, label_path=label_path)
+
+
+class _FashionMNISTFromFiles(_IdxFashionMNIST, skip_registration=True):
+  # The registered name and version: a later tfds.load('fashion_mnist') reads what this wrote.
+  name = "fashion_mnist"
+
+
+class _FashionMNISTSmall(_IdxFashionMNIST, skip_registration=True):
+  name = "fashion_mnist_small"

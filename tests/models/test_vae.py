@@ -1,0 +1,75 @@
+"""ConvVAE shapes per likelihood and resolution, reparameterisation, and the dtype knob."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.errors import UserError
+from jaxgen.models import vae
+
+
+def _shapes(model, x):
+  """Shapes of (logits, mean, logvar) and of the decoder's output, without computing."""
+  def run(x):
+    (out, mean, logvar), variables = model.init_with_output(jax.random.PRNGKey(0), x,
+                                                            jax.random.PRNGKey(1))
+    decoded = model.apply(variables, mean, method=model.decode)
+    return out, mean, logvar, decoded
+  return jax.tree.map(lambda a: a.shape, jax.eval_shape(run, x))
+
+
+@pytest.mark.parametrize("image_size", [28, 32, 64])
+@pytest.mark.parametrize("likelihood,channels,logits_tail", [("bernoulli", 1, (1,)),
+                                                            ("categorical", 3, (3, 256))])
+def test_output_shapes(image_size, likelihood, channels, logits_tail):
+  model = vae.ConvVAE(image_size, channels, latent_dim=4, features=8, likelihood=likelihood)
+  x = jax.ShapeDtypeStruct((2, image_size, image_size, channels), jnp.float32)
+  logits, mean, logvar, decoded = _shapes(model, x)
+  assert logits == decoded == (2, image_size, image_size, *logits_tail)
+  assert mean == logvar == (2, 4)
+
+
+def _model_and_params(**kwargs):
+  model = vae.ConvVAE(28, 1, latent_dim=4, features=8, **kwargs)
+  x = (jax.random.uniform(jax.random.PRNGKey(0), (3, 28, 28, 1)) < 0.5).astype(jnp.float32)
+  params = model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))["params"]
+  return model, params, x
+
+
+def test_call_is_decode_of_the_reparameterised_latent():
+  model, params, x = _model_and_params()
+  rng = jax.random.PRNGKey(3)
+  logits, mean, logvar = model.apply({"params": params}, x, rng)
+  expected_mean, expected_logvar = model.apply({"params": params}, x, method=model.encode)
+  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+  expected = model.apply({"params": params}, z, method=model.decode)
+  np.testing.assert_allclose(mean, expected_mean)
+  np.testing.assert_allclose(logvar, expected_logvar)
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_rng_argument_alone_controls_the_noise():
+  model, params, x = _model_and_params()
+  first = model.apply({"params": params}, x, jax.random.PRNGKey(4))[0]
+  again = model.apply({"params": params}, x, jax.random.PRNGKey(4))[0]
+  other = model.apply({"params": params}, x, jax.random.PRNGKey(5))[0]
+  np.testing.assert_array_equal(first, again)
+  assert not np.allclose(first, other)
+
+
+def test_bfloat16_computation_keeps_float32_params():
+  model, params, x = _model_and_params(likelihood="categorical", dtype=jnp.bfloat16)
+  logits, mean, logvar = model.apply({"params": params}, x, jax.random.PRNGKey(3))
+  assert logits.shape == (3, 28, 28, 1, 256)
+  assert logits.dtype == mean.dtype == logvar.dtype == jnp.bfloat16
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("kwargs,message", [(dict(image_size=30), "image_size=30"),
+                                            (dict(likelihood="gaussian"), "likelihood='gaussian'")])
+def test_bad_configuration_is_a_user_error(kwargs, message):
+  model = vae.ConvVAE(**{"image_size": 28, "channels": 1, **kwargs})
+  size = model.image_size
+  with pytest.raises(UserError, match=message):
+    model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1)), jax.random.PRNGKey(1))
