@@ -35,11 +35,11 @@ def get_config(arg=None):
   ))
   if arg == "demo":
     config.data.name = "fashion_mnist_small"
-    config.total_steps = 1500
+    config.total_steps = 3000
     config.log_every = 50
-    config.sample_every = 250
-    config.checkpoint_every = 500
-    config.eval_every = 1500
+    config.sample_every = 500
+    config.checkpoint_every = 1000
+    config.eval_every = 3000
     config.model.generator.features = 32
     config.model.discriminator.features = 32
   elif arg == "small":

@@ -57,7 +57,7 @@ def _setup_runtime(distributed: bool) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import jax
   from absl import logging
-  logging.set_verbosity(logging.INFO)
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   if distributed:
     jax.distributed.initialize()
 

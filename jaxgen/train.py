@@ -136,8 +136,11 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   evaluator = MeanEvaluator(config, family, mesh, eval_source) if eval_source else None
   write_samples = make_sample_writer(config, family, workdir)
   writer = reporting.MetricsWriter(workdir, config.total_steps)
-  logging.info("training %s from step %d to %d on %d devices (mesh %s)", config.family, start,
-               config.total_steps, jax.device_count(), dict(mesh.shape))
+  if jax.process_index() == 0:
+    print(f"training {config.family} on {config.data.name} ({len(train_source.images)} images, "
+          f"{train_source.num_dropped} corrupt skipped) from step {start} to "
+          f"{config.total_steps} on {jax.device_count()} devices, mesh {dict(mesh.shape)}",
+          flush=True)
 
   dataset = input_pipeline.train_dataset(
       config.data, train_source, local_batch_size=config.batch_size // jax.process_count(),

@@ -28,11 +28,19 @@ class TrainState:
     return jax.random.fold_in(self.rng, self.step)
 
 
-def ema_update(ema: PyTree, params: PyTree, decay: float) -> PyTree:
-  """ema ← decay·ema + (1−decay)·params; returns {} untouched when EMA is off."""
+def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
+  """min(decay, (1+step)/(10+step)): early on the average must not be dominated by the
+  random initial weights (with 0.999 they would still weigh 22% after 1500 steps)."""
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def ema_update(ema: PyTree, params: PyTree, decay: float, step: jax.Array) -> PyTree:
+  """ema ← d·ema + (1−d)·params with d = ema_decay_at(decay, step); {} when EMA is off."""
   if not ema:
     return ema
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params)
+  d = ema_decay_at(decay, step)
+  return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p.astype(e.dtype), ema, params)
 
 
 def init_ema(params: PyTree, decay: float) -> PyTree:

@@ -95,7 +95,7 @@ def train_step(config, state: TrainState, batch):
 
   ema = state.ema_params
   if ema:
-    ema = {G: ema_update(ema[G], g_params, config.ema_decay)}
+    ema = {G: ema_update(ema[G], g_params, config.ema_decay, state.step)}
   new_state = state.replace(
       step=state.step + 1, params={G: g_params, D: d_params}, opt_state={G: g_opt, D: d_opt},
       model_state={G: new_g_stats, D: d_stats}, ema_params=ema)

@@ -99,7 +99,8 @@ def train_step(config, state: TrainState, batch):
   updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            ema_params=ema_update(state.ema_params, params, config.ema_decay))
+                            ema_params=ema_update(state.ema_params, params, config.ema_decay,
+                                                       state.step))
   metrics = {
       "train/loss": loss, "train/reconstruction": recon, "train/kl": kl,
       "train/bits_per_dim": _nats_to_bits_per_dim(loss, image.shape[1:]),

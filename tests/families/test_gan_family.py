@@ -56,15 +56,20 @@ def test_generator_gradient_via_vjp_equals_direct_differentiation():
 
 def test_ema_arithmetic():
   ema = {"w": jnp.array([1.0, 2.0])}
-  out = train_state.ema_update(ema, {"w": jnp.array([3.0, 0.0])}, 0.9)
+  out = train_state.ema_update(ema, {"w": jnp.array([3.0, 0.0])}, 0.9, step=1000)
   np.testing.assert_allclose(out["w"], [1.2, 1.8], rtol=1e-6)
-  assert train_state.ema_update({}, {"w": jnp.ones(2)}, 0.9) == {}
+  # Warm-up: at step 0 the decay is 1/10, so the new weights dominate.
+  out = train_state.ema_update(ema, {"w": jnp.array([3.0, 0.0])}, 0.9, step=0)
+  np.testing.assert_allclose(out["w"], [2.8, 0.2], rtol=1e-6)
+  assert train_state.ema_update({}, {"w": jnp.ones(2)}, 0.9, step=0) == {}
 
 
 def test_sampling_uses_ema_generator_when_kept():
   config, state, batch = _setup(ema_decay=0.5)
   new, _ = gan.train_step(config, state, batch)
-  expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, state.params[gan.G], new.params[gan.G])
+  d = 0.1  # The warmed-up decay at step 0: min(0.5, 1/10).
+  expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.params[gan.G],
+                          new.params[gan.G])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
                new.ema_params[gan.G], expected)
   samples = gan.sample(config, new, jax.random.PRNGKey(0), 5)

@@ -149,3 +149,28 @@ def test_bfloat16_computation_keeps_float32_params():
 def test_unknown_norm_is_a_user_error():
   with pytest.raises(UserError, match="norm='layer'"):
     _init(dcgan.Discriminator(28, 1, norm="layer"), jnp.zeros((1, 28, 28, 1)))
+
+
+def _small_pair(custom_vjp):
+  return (dcgan.Generator(28, 1, features=8, latent_dim=16, custom_vjp=custom_vjp),
+          dcgan.Discriminator(28, 1, features=8, custom_vjp=custom_vjp))
+
+
+def test_custom_vjp_gradients_equal_lax_autodiff():
+  z = jax.random.normal(jax.random.PRNGKey(3), (4, 16))
+  generator, discriminator = _small_pair(True)
+  g_vars = _init(generator, z)
+  d_vars = _init(discriminator, jnp.zeros((4, 28, 28, 1)))
+
+  def grads(custom_vjp):
+    generator, discriminator = _small_pair(custom_vjp)
+    def loss(g_params, d_params):
+      images, _ = _apply(generator, {**g_vars, "params": g_params}, z, train=True)
+      logits, _ = _apply(discriminator, {**d_vars, "params": d_params}, images, train=True)
+      return jnp.mean(jax.nn.softplus(-logits))
+    return jax.jit(jax.grad(loss, (0, 1)))(g_vars["params"], d_vars["params"])
+
+  with jax.default_matmul_precision("highest"):
+    ours, expected = grads(True), grads(False)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               ours, expected)

@@ -61,7 +61,8 @@ def test_forward_is_the_adjoint_of_the_strided_conv():
 def test_gradients_equal_autodiff_of_lax(kernel_hw, strides, padding):
   x, kernel = _inputs(kernel_hw)
   pads = layers.explicit_padding(kernel_hw, strides, padding)
-  cotangent = jax.random.normal(jax.random.PRNGKey(1), _reference(x, kernel, strides, padding).shape)
+  out_shape = _reference(x, kernel, strides, padding).shape
+  cotangent = jax.random.normal(jax.random.PRNGKey(1), out_shape)
 
   def grads(fn, *args):
     loss = lambda x, k: jnp.sum(fn(x, k, *args) * cotangent)
