@@ -25,8 +25,13 @@ def _parser() -> argparse.ArgumentParser:
   evaluate = commands.add_parser("evaluate", help="print test metrics of a workdir as JSON")
   evaluate.add_argument("--workdir", required=True)
   for sub in (train, sample, evaluate):
-    sub.add_argument("--distributed", action="store_true",
-                     help="call jax.distributed.initialize() (multi-host TPU/GPU/SLURM)")
+    group = sub.add_argument_group("multi-host (run the same command on every host)")
+    group.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize(); TPU pods and SLURM are "
+                       "auto-detected, elsewhere give the three flags below")
+    group.add_argument("--coordinator", help="HOST:PORT of process 0")
+    group.add_argument("--num-processes", type=int)
+    group.add_argument("--process-id", type=int)
   return parser
 
 
@@ -37,7 +42,7 @@ def run(argv: list[str]) -> int:
   if overrides and args.command != "train":
     raise UserError(f"--config.* overrides apply to `jaxgen train` only, got {sorted(overrides)}")
   config = config_lib.load(args.config, overrides) if args.command == "train" else None
-  _setup_runtime(args.distributed)
+  _setup_runtime(args)
   if args.command == "train":
     from jaxgen import train
     signum = train.train_and_evaluate(config, args.workdir)
@@ -53,13 +58,16 @@ def run(argv: list[str]) -> int:
   return 0
 
 
-def _setup_runtime(distributed: bool) -> None:
+def _setup_runtime(args) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import jax
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  if distributed:
-    jax.distributed.initialize()
+  explicit = (args.coordinator, args.num_processes, args.process_id)
+  if any(v is not None for v in explicit) and not args.distributed:
+    raise UserError("--coordinator/--num-processes/--process-id need --distributed")
+  if args.distributed:
+    jax.distributed.initialize(*explicit)
 
 
 def main(argv: list[str] | None = None) -> None:
