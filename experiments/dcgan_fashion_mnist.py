@@ -23,6 +23,7 @@ def get_config(arg=None):
   config.checkpoint_every = 1000
   config.eval_every = 5000
   config.ema_decay = 0.999
+  config.evaluation.sample_metrics = True  # FID/KID/precision/recall (`jaxgen train-features`).
   config.model = ml_collections.ConfigDict(dict(
       generator=dict(name="dcgan_generator", image_size=28, channels=1, features=64,
                      latent_dim=100),
@@ -52,6 +53,8 @@ def get_config(arg=None):
     config.num_samples = 8
     config.model.generator.update(features=8, latent_dim=16)
     config.model.discriminator.features = 8
+    config.evaluation.update(feature_network="fashion_mnist_small", num_samples=200,
+                             max_stored_features=200, kid_subsets=10, kid_subset_size=50)
   elif arg is not None:
     raise ValueError(f"unknown variant {arg!r}: expected 'demo' or 'small'")
   return config

@@ -185,6 +185,12 @@ def base_config() -> ml_collections.ConfigDict:
       max_inflight_steps=2,    # How far the host may run ahead of the device.
       ema_decay=0.0,           # 0 turns parameter EMA off.
       mesh=dict(data=-1, model=1),
+      # Sample metrics (FID, KID, precision/recall) for families that sample. They need the
+      # feature network `jaxgen train-features --dataset NAME` makes; training skips them
+      # with a warning when it is missing, `jaxgen evaluate` stops with an error.
+      evaluation=dict(sample_metrics=False, feature_network="fashion_mnist", features_dir="",
+                      num_samples=10_000, max_stored_features=10_000, kid_subsets=100,
+                      kid_subset_size=1000, pr_k=3),
       # Ordered (regex, spec) over state leaf paths such as 'params/generator/Dense_0/kernel';
       # spec: 'replicate', 'fsdp' (largest divisible dim over 'model'), or a tuple of mesh
       # axis names / None per dimension. A leaf no rule matches is an error.

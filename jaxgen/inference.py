@@ -5,9 +5,8 @@ import os
 import jax
 import numpy as np
 
-from jaxgen import checkpoint, families, images, sharding, train
+from jaxgen import checkpoint, evaluators, families, images, sharding, train
 from jaxgen.errors import UserError
-from jaxgen.evaluators.mean import MeanEvaluator
 
 
 def restore(workdir: str):
@@ -60,7 +59,8 @@ def write_samples(path: str, uint8_images: np.ndarray) -> None:
 def evaluate(config, family, mesh, state) -> dict:
   """The family's test metrics over the whole eval split, with what they were computed on."""
   source = train.load_data(config, family, config.data.eval_split)
+  runs = evaluators.create(config, family, mesh, source, require_sample_metrics=True)
   with jax.set_mesh(mesh):
-    metrics = dict(MeanEvaluator(config, family, mesh, source).run(state))
+    metrics = {k: v for e in runs for k, v in e.run(state)}
   return {"step": int(jax.device_get(state.step)), "dataset": config.data.name,
           "split": config.data.eval_split, **metrics}

@@ -24,7 +24,16 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--seed", type=int, default=0)
   evaluate = commands.add_parser("evaluate", help="print test metrics of a workdir as JSON")
   evaluate.add_argument("--workdir", required=True)
-  for sub in (train, sample, evaluate):
+  features = commands.add_parser(
+      "train-features", help="train the in-domain feature network for FID/KID/precision-recall")
+  features.add_argument("--dataset", default="fashion_mnist")
+  features.add_argument("--steps", type=int, default=1800)  # 91.3% test accuracy, ~5 CPU min.
+  features.add_argument("--batch-size", type=int, default=128)
+  features.add_argument("--seed", type=int, default=0)
+  features.add_argument("--data-dir", default=None, help="TFDS data_dir")
+  features.add_argument("--out-dir", default=None,
+                        help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
+  for sub in (train, sample, evaluate, features):
     group = sub.add_argument_group("multi-host (run the same command on every host)")
     group.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize(); TPU pods and SLURM are "
@@ -47,6 +56,12 @@ def run(argv: list[str]) -> int:
     from jaxgen import train
     signum = train.train_and_evaluate(config, args.workdir)
     return 128 + signum if signum else 0
+  if args.command == "train-features":
+    from jaxgen.evaluators import features as features_lib
+    info = features_lib.main_train_features(args.dataset, args.steps, args.batch_size, args.seed,
+                                            args.data_dir, args.out_dir)
+    print(json.dumps(info, sort_keys=True))
+    return 0
   from jaxgen import inference
   config, family, mesh, state = inference.restore(args.workdir)
   if args.command == "sample":

@@ -26,8 +26,10 @@ class MetricsWriter:
   def write(self, step: int, metrics: dict) -> None:
     if not self.enabled:
       return
-    scalars = {k: _to_float(v) for k, v in metrics.items()}
-    self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    # Provenance (feature network, split) travels as strings: JSON only, not TensorBoard.
+    scalars = {k: _to_float(v) for k, v in metrics.items() if not isinstance(v, str)}
+    texts = {k: v for k, v in metrics.items() if isinstance(v, str)}
+    self.jsonl.write(json.dumps({"step": step, **scalars, **texts}) + "\n")
     with self.tb.as_default():
       for name, value in scalars.items():
         self.tf.summary.scalar(name, value, step=step)

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from jaxgen import checkpoint, config as config_lib, families, images, reporting, sharding
+from jaxgen import checkpoint, config as config_lib, evaluators, families, images, reporting
+from jaxgen import sharding
 from jaxgen.data import datasets, input_pipeline
 from jaxgen.errors import UserError
-from jaxgen.evaluators.mean import MeanEvaluator
 
 
 def create_state_fns(config, family, mesh):
@@ -133,7 +133,8 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   state, state_shardings = restore_or_init(config, family, mesh, mngr)
   start = int(jax.device_get(state.step))
   step_fn = compile_train_step(config, family, mesh, state_shardings)
-  evaluator = MeanEvaluator(config, family, mesh, eval_source) if eval_source else None
+  eval_runs = (evaluators.create(config, family, mesh, eval_source, require_sample_metrics=False)
+               if eval_source else [])
   write_samples = make_sample_writer(config, family, workdir)
   writer = reporting.MetricsWriter(workdir, config.total_steps)
   if jax.process_index() == 0:
@@ -164,8 +165,8 @@ def train_and_evaluate(config, workdir: str) -> int | None:
       if _due(step, config.sample_every, config.total_steps):
         write_samples(state, step)
         timer.reset(step)  # Sampling time is not training throughput.
-      if evaluator and _due(step, config.eval_every, config.total_steps):
-        writer.write(step, dict(evaluator.run(state)))
+      if eval_runs and _due(step, config.eval_every, config.total_steps):
+        writer.write(step, {k: v for e in eval_runs for k, v in e.run(state)})
         timer.reset(step)
       if _due(step, config.checkpoint_every, config.total_steps) or stop.signum:
         checkpoint.save(mngr, state)

@@ -67,8 +67,14 @@ def test_sample_and_evaluate_need_a_run(tmp_path):
   assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path)), "no jaxgen run")
 
 
-def test_train_sample_evaluate(tmp_path, data_dir):
+def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
+  features_dir = str(tmp_path / "features")
+  monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
   workdir = str(tmp_path / "gan")
+  trained = jaxgen("train-features", "--dataset", "fashion_mnist_small", "--steps", "60",
+                   "--data-dir", data_dir)
+  assert trained.returncode == 0, trained.stderr
+  assert json.loads(trained.stdout.strip().splitlines()[-1])["test_accuracy"] > 0.3
   assert jaxgen("train", "--config", GAN, "--workdir", workdir, data_dir=data_dir).returncode == 0
   result = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
                   "--seed", "3")
@@ -82,11 +88,19 @@ def test_train_sample_evaluate(tmp_path, data_dir):
   assert jaxgen("sample", "--workdir", workdir, "--num", "4", "--out",
                 f"{workdir}/g.png").returncode == 0
   assert os.path.getsize(f"{workdir}/g.png") > 0
+  monkeypatch.setenv("JAXGEN_FEATURES_DIR", str(tmp_path / "empty"))
+  assert_one_line_error(jaxgen("evaluate", "--workdir", workdir), "jaxgen train-features")
+  monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
   result = jaxgen("evaluate", "--workdir", workdir)
   assert result.returncode == 0, result.stderr
   metrics = json.loads(result.stdout)
   assert metrics["step"] == 2 and metrics["eval/num_examples"] == 2000
   assert 0.0 <= metrics["eval/d_real_prob"] <= 1.0
+  # An untrained generator is far from the data: large FID, low precision; with provenance.
+  assert metrics["eval/fid"] > 1.0 and 0.0 <= metrics["eval/precision"] <= 1.0
+  assert metrics["eval/sample_metrics/num_samples"] == 200
+  assert metrics["eval/sample_metrics/reference_split"] == "fashion_mnist_small/test"
+  assert len(metrics["eval/sample_metrics/feature_network_sha256"]) == 64
 
 
 def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):

@@ -1,0 +1,120 @@
+"""FID, KID and k-NN precision/recall of a family's samples against a real split.
+
+Computed in the space of a named feature network (`jaxgen.evaluators.features`), with the
+reference split's statistics cached on disk beside that network, keyed by its checksum.
+Means and covariances stream over batches; KID and precision/recall need the feature
+vectors themselves, so at most `evaluation.max_stored_features` of each side are kept.
+"""
+
+import os
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.evaluators import feature_stats, features, kid_pr
+
+
+def _to_model_range(images, normalize: str):
+  """Samples in the data's normalised range → the 8-bit image a user sees → [-1, 1]."""
+  if normalize == "symmetric":
+    pixels = (images + 1.0) * 127.5
+  elif normalize == "unit":
+    pixels = images * 255.0
+  else:
+    pixels = images.astype(jnp.float32)
+  return features.to_model_range(jnp.clip(jnp.round(pixels), 0, 255))
+
+
+class _Streamer:
+  """Feeds feature batches into streaming stats and a capped store of vectors."""
+
+  def __init__(self, max_stored: int):
+    self.stats, self.stored, self.max_stored = None, [], max_stored
+    self._sums = jax.jit(feature_stats.batch_sums)
+
+  def add(self, feats, mask):
+    if self.stats is None:
+      self.stats = feature_stats.init_stats(feats.shape[-1])
+    self.stats = feature_stats.accumulate(self.stats, jax.device_get(self._sums(feats, mask)))
+    kept = sum(len(s) for s in self.stored)
+    if kept < self.max_stored:
+      valid = np.asarray(feats)[np.asarray(mask) > 0]
+      self.stored.append(valid[:self.max_stored - kept])
+
+  def result(self):
+    mean, cov = feature_stats.mean_cov(self.stats)
+    return dict(mean=mean, cov=cov, count=np.float64(self.stats["count"]),
+                features=np.concatenate(self.stored))
+
+
+def image_statistics(images: np.ndarray, features_fn, max_stored: int) -> dict:
+  """Feature mean/cov/count and up to `max_stored` feature vectors of uint8 [n, H, W, C]."""
+  streamer = _Streamer(max_stored)
+  for start in range(0, len(images), features.EVAL_BATCH_SIZE):
+    batch = images[start:start + features.EVAL_BATCH_SIZE]
+    streamer.add(features_fn(features.to_model_range(jnp.asarray(batch))),
+                 np.ones(len(batch), np.float32))
+  return streamer.result()
+
+
+def compare(real: dict, fake: dict, cfg, seed: int) -> dict:
+  """FID, KID (± standard error) and precision/recall between two `image_statistics`."""
+  fid = feature_stats.frechet_distance(real["mean"], real["cov"], fake["mean"], fake["cov"])
+  kid, kid_se = kid_pr.kid(real["features"], fake["features"], cfg.kid_subsets,
+                           cfg.kid_subset_size, seed=seed)
+  precision, recall = kid_pr.precision_recall(real["features"], fake["features"], k=cfg.pr_k)
+  return dict(fid=fid, kid=kid, kid_standard_error=kid_se, precision=precision, recall=recall)
+
+
+class SampleQualityEvaluator:
+  """Built once; `run(state)` yields FID/KID/precision/recall and what they were computed on."""
+
+  def __init__(self, config, family, mesh, real_source, prefix: str = "eval/"):
+    cfg = config.evaluation
+    self.config, self.family, self.mesh, self.prefix = config, family, mesh, prefix
+    root = cfg.features_dir or features.default_root()
+    self.features_fn, self.info = features.load(cfg.feature_network, root)
+    self.checksum = self.info["params_sha256"]
+    cache = os.path.join(root, cfg.feature_network, "reference",
+                         f"{real_source.name}_{real_source.split}_{self.checksum[:16]}.npz")
+    self.reference = self._reference(real_source, cache)
+    self.real_split = f"{real_source.name}/{real_source.split}"
+    chunk = config.eval_batch_size
+    self._sample = jax.jit(lambda state, rng: _to_model_range(
+        family.sample(config, state, rng, chunk), config.data.normalize))
+
+  def _reference(self, source, cache):
+    if os.path.exists(cache):
+      with np.load(cache) as f:
+        return dict(f)
+    reference = image_statistics(source.images, self.features_fn,
+                                 self.config.evaluation.max_stored_features)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    tmp = cache + ".tmp.npz"
+    np.savez(tmp, **reference)
+    os.replace(tmp, cache)
+    return reference
+
+  def run(self, state) -> Iterator[tuple[str, object]]:
+    cfg = self.config.evaluation
+    chunk = self.config.eval_batch_size
+    streamer = _Streamer(cfg.max_stored_features)
+    rng = jax.random.PRNGKey(self.config.seed + 3)  # The same latents at every evaluation.
+    with jax.set_mesh(self.mesh):
+      for i in range(-(-cfg.num_samples // chunk)):
+        images = self._sample(state, jax.random.fold_in(rng, i))
+        mask = (i * chunk + np.arange(chunk) < cfg.num_samples).astype(np.float32)
+        streamer.add(self.features_fn(images), mask)  # Sharded like the samples.
+    fake, real = streamer.result(), self.reference
+    p = self.prefix
+    for name, value in compare(real, fake, cfg, self.config.seed).items():
+      yield p + name, value
+    yield from ((p + "sample_metrics/num_samples", int(fake["count"])),
+                (p + "sample_metrics/num_reference", int(real["count"])),
+                (p + "sample_metrics/num_kid_pr_features", len(fake["features"])),
+                (p + "sample_metrics/reference_split", self.real_split),
+                (p + "sample_metrics/feature_network", cfg.feature_network),
+                (p + "sample_metrics/feature_network_sha256", self.checksum),
+                (p + "sample_metrics/pr_k", cfg.pr_k))
