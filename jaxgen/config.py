@@ -128,7 +128,11 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict(json.loads(text))
+  """A saved config, on top of today's base defaults: runs saved before a knob existed
+  still restore, with that knob at its default."""
+  config = base_config()
+  with config.ignore_type():  # JSON turned tuples into lists.
+    config.update(ml_collections.ConfigDict(json.loads(text)))
   config.lock()
   return config
 

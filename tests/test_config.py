@@ -1,5 +1,7 @@
 """Config loading, overrides and validation."""
 
+import json
+
 import pytest
 
 from jaxgen import config as config_lib
@@ -55,6 +57,14 @@ def test_json_round_trip_and_differences():
   assert config_lib.differences(config, again) == []
   changed = config_lib.load(VAE, {"seed": "3"})
   assert config_lib.differences(config, changed) == ["seed"]
+
+
+def test_a_saved_config_without_newer_keys_gets_their_defaults():
+  saved = json.loads(config_lib.to_json(config_lib.load(VAE, {"seed": "5"})))
+  del saved["evaluation"]
+  restored = config_lib.from_json(json.dumps(saved))
+  assert restored.seed == 5 and restored.model.name == "conv_vae"
+  assert restored.evaluation.pr_k == config_lib.base_config().evaluation.pr_k
 
 
 def test_split_override_args():
