@@ -194,7 +194,10 @@ def base_config() -> ml_collections.ConfigDict:
       # with a warning when it is missing, `jaxgen evaluate` stops with an error.
       evaluation=dict(sample_metrics=False, feature_network="fashion_mnist", features_dir="",
                       num_samples=10_000, max_stored_features=10_000, kid_subsets=100,
-                      kid_subset_size=1000, pr_k=3),
+                      kid_subset_size=1000, pr_k=3,
+                      # IWAE-k NLL bound for likelihood families: k for `jaxgen evaluate`
+                      # reports, and (cheaper) during training; 0 turns it off.
+                      iwae_k=1000, iwae_k_during_training=0),
       # Ordered (regex, spec) over state leaf paths such as 'params/generator/Dense_0/kernel';
       # spec: 'replicate', 'fsdp' (largest divisible dim over 'model'), or a tuple of mesh
       # axis names / None per dimension. A leaf no rule matches is an error.

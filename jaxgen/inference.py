@@ -59,7 +59,7 @@ def write_samples(path: str, uint8_images: np.ndarray) -> None:
 def evaluate(config, family, mesh, state) -> dict:
   """The family's test metrics over the whole eval split, with what they were computed on."""
   source = train.load_data(config, family, config.data.eval_split)
-  runs = evaluators.create(config, family, mesh, source, require_sample_metrics=True)
+  runs = evaluators.create(config, family, mesh, source, report=True)
   with jax.set_mesh(mesh):
     metrics = {k: v for e in runs for k, v in e.run(state)}
   return {"step": int(jax.device_get(state.step)), "dataset": config.data.name,

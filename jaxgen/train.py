@@ -133,7 +133,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   state, state_shardings = restore_or_init(config, family, mesh, mngr)
   start = int(jax.device_get(state.step))
   step_fn = compile_train_step(config, family, mesh, state_shardings)
-  eval_runs = (evaluators.create(config, family, mesh, eval_source, require_sample_metrics=False)
+  eval_runs = (evaluators.create(config, family, mesh, eval_source, report=False)
                if eval_source else [])
   write_samples = make_sample_writer(config, family, workdir)
   writer = reporting.MetricsWriter(workdir, config.total_steps)

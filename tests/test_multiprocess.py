@@ -47,6 +47,7 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path):
   # Also prepares the bundled dataset, so the two processes below never race to do it.
   train.train_and_evaluate(small_config(VAE, data_dir, total_steps=3), single)
   expected = inference.evaluate(*inference.restore(single))
+  assert expected["eval/iwae8_nll_nats"] < expected["eval/nelbo_nats"]  # The tighter bound.
 
   stdout, _ = _two_processes("evaluate", "--workdir", single)
   sharded = json.loads(stdout.strip().splitlines()[-1])

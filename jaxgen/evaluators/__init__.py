@@ -5,20 +5,25 @@ from absl import logging
 from jaxgen.errors import UserError
 
 
-def create(config, family, mesh, source, *, require_sample_metrics: bool) -> list:
+def create(config, family, mesh, source, *, report: bool) -> list:
   """The per-example means, plus sample metrics when config.evaluation.sample_metrics.
 
-  During training a missing feature network only turns sample metrics off (with a warning);
-  `jaxgen evaluate` asks for them by name, so there it is an error.
+  `report` is `jaxgen evaluate`: it uses the full IWAE k and treats a missing feature
+  network as an error. During training IWAE uses `iwae_k_during_training`, and a missing
+  feature network only turns sample metrics off, with a warning.
   """
   from jaxgen.evaluators.mean import MeanEvaluator
   from jaxgen.evaluators.sample_quality import SampleQualityEvaluator
+  if not report:
+    config = config.copy_and_resolve_references()
+    config.evaluation.iwae_k = config.evaluation.iwae_k_during_training
+    config.lock()
   evaluators = [MeanEvaluator(config, family, mesh, source)]
   if config.evaluation.sample_metrics:
     try:
       evaluators.append(SampleQualityEvaluator(config, family, mesh, source))
     except UserError as e:
-      if require_sample_metrics:
+      if report:
         raise
       logging.warning("sample metrics are off for this run: %s", e)
   return evaluators

@@ -84,6 +84,44 @@ def negative_elbo(config, params, image, rng):
   return recon + kl, recon, kl
 
 
+def _iwae_chunk(k: int, per_sample_floats: int, budget: int = 1 << 26) -> int:
+  """The largest divisor of k whose decoder outputs for a chunk fit `budget` floats."""
+  fits = [c for c in range(1, k + 1) if k % c == 0 and c * per_sample_floats <= budget]
+  return max(fits, default=1)
+
+
+def negative_iwae(config, params, image, rng, k: int):
+  """−log (1/k Σᵢ p(x, zᵢ)/q(zᵢ|x)) per example [b], in nats: the IWAE-k bound on −log p(x).
+
+  Uses the same input draw as `negative_elbo` for the same rng, so the two compare per
+  example; the k samples stream through a scan in chunks with a running logsumexp, so
+  memory is bounded whatever k is.
+  """
+  input_rng, z_rng = jax.random.split(rng)
+  x, target = _inputs(config, image, input_rng)
+  model = build_model(config)
+  mean, logvar = model.apply({"params": params}, x, method=model.encode)
+  mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
+  b, latent = mean.shape
+  out_floats = math.prod(image.shape[1:]) * (256 if config.model.likelihood == "categorical" else 1)
+  chunk = _iwae_chunk(k, b * out_floats)
+  tiled = jnp.broadcast_to(target, (chunk, *target.shape)).reshape(chunk * b, *target.shape[1:])
+  log_norm = latent * math.log(2 * math.pi)
+
+  def body(total, key):
+    eps = jax.random.normal(key, (chunk, b, latent))
+    z = mean + jnp.exp(0.5 * logvar) * eps
+    logits = model.apply({"params": params}, z.reshape(chunk * b, latent), method=model.decode)
+    log_px = -_reconstruction_nats(config.model.likelihood, logits.astype(jnp.float32), tiled)
+    log_pz = -0.5 * (jnp.sum(z ** 2, -1) + log_norm)
+    log_qz = -0.5 * (jnp.sum(eps ** 2 + logvar, -1) + log_norm)
+    log_w = log_px.reshape(chunk, b) + log_pz - log_qz
+    return jnp.logaddexp(total, jax.nn.logsumexp(log_w, axis=0)), None
+
+  total, _ = jax.lax.scan(body, jnp.full((b,), -jnp.inf), jax.random.split(z_rng, k // chunk))
+  return -(total - math.log(k))
+
+
 def _nats_to_bits_per_dim(nats, image_shape):
   return nats / (math.prod(image_shape) * math.log(2.0))
 
@@ -113,8 +151,14 @@ def train_step(config, state: TrainState, batch):
 def eval_metrics(config, state: TrainState, batch, rng):
   image = batch["image"]
   nelbo, recon, kl = negative_elbo(config, sampling_params(state), image, rng)
-  return {"nelbo_nats": nelbo, "reconstruction_nats": recon, "kl_nats": kl,
-          "bits_per_dim": _nats_to_bits_per_dim(nelbo, image.shape[1:])}
+  metrics = {"nelbo_nats": nelbo, "reconstruction_nats": recon, "kl_nats": kl,
+             "bits_per_dim": _nats_to_bits_per_dim(nelbo, image.shape[1:])}
+  k = config.evaluation.iwae_k
+  if k:
+    nll = negative_iwae(config, sampling_params(state), image, rng, k)
+    metrics.update({f"iwae{k}_nll_nats": nll,
+                    f"iwae{k}_bits_per_dim": _nats_to_bits_per_dim(nll, image.shape[1:])})
+  return metrics
 
 
 def sample(config, state: TrainState, rng, num: int):

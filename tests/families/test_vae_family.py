@@ -38,6 +38,27 @@ def test_a_fixed_batch_is_overfit():
   assert float(metrics["train/loss"]) < 0.5 * float(first["train/loss"])
 
 
+def test_iwae_bound_is_above_the_elbo_and_tightens_with_k():
+  config = config_lib.load(SMALL, {"model.latent_dim": "8", "model.features": "16"})
+  images = (jax.random.uniform(jax.random.PRNGKey(3), (16, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  step = jax.jit(lambda s, b: vae.train_step(config, s, b))
+  state = _state(config)
+  for _ in range(60):
+    state, _ = step(state, {"image": images})
+  rng = jax.random.PRNGKey(7)
+  nelbo = float(jnp.mean(vae.negative_elbo(config, state.params, images, rng)[0]))
+  nll = {k: float(jnp.mean(vae.negative_iwae(config, state.params, images, rng, k)))
+         for k in (1, 8, 256)}
+  # Bounds on −log p(x): IWAE-k ≤ ELBO, decreasing in k; k=1 is the ELBO up to noise.
+  assert nll[256] < nll[8] < nelbo
+  np.testing.assert_allclose(nll[1], nelbo, rtol=0.05)
+
+
+def test_iwae_chunks_are_divisors_within_budget():
+  assert vae._iwae_chunk(1000, 256 * 784) == 250  # 250·256·784 ≤ 2^26 < 500·256·784
+  assert vae._iwae_chunk(7, 1 << 30) == 1
+
+
 def test_categorical_likelihood_step_and_sample_are_8_bit():
   config = config_lib.load(SMALL, {"model.likelihood": "categorical",
                                    "data.normalize": "integer"})
