@@ -8,15 +8,15 @@ PyTorch DCGAN iteration with the non-saturating loss and Adam(2e-4, betas=(0.5, 
 
 import argparse
 import json
-import statistics
 import sys
-import time
 
 try:
   import torch
   from torch import nn
 except ImportError:
   sys.exit("benchmarks/peers needs PyTorch: pip install -e '.[peers]' (torch==2.13.0)")
+
+import timing  # benchmarks/peers/timing.py, beside this script
 
 
 def stages(image_size: int) -> tuple[int, int]:
@@ -111,10 +111,7 @@ def make_step(generator, discriminator, latent_dim, memory_format):
 def images_per_second(batch_size, steps, warmup, image_size=28, channels=1, features=64,
                       latent_dim=100, channels_last=False, threads=None):
   """Times `steps` DCGAN iterations after `warmup`; returns the JSON record as a dict."""
-  if threads:
-    torch.set_num_threads(threads)
-  torch.manual_seed(0)
-  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  memory_format = timing.setup(threads, channels_last)
   generator = Generator(image_size, channels, features, latent_dim).to(memory_format=memory_format)
   discriminator = Discriminator(image_size, channels, features).to(memory_format=memory_format)
   generator.apply(dcgan_init)
@@ -122,18 +119,8 @@ def images_per_second(batch_size, steps, warmup, image_size=28, channels=1, feat
   real = (torch.rand(batch_size, channels, image_size, image_size) * 2 - 1).contiguous(
       memory_format=memory_format)
   step = make_step(generator, discriminator, latent_dim, memory_format)
-  times = []
-  for i in range(warmup + steps):
-    start = time.perf_counter()
-    step(real)
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
-  median = statistics.median(times)
-  return {"model": f"dcgan{image_size}", "framework": "torch", "batch_size": batch_size,
-          "median_step_ms": round(1000 * median, 2),
-          "images_per_s": round(batch_size / median, 1), "threads": torch.get_num_threads(),
-          "channels_last": channels_last}
-
+  return timing.record(f"dcgan{image_size}", batch_size, lambda: step(real), steps, warmup,
+                       channels_last)
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

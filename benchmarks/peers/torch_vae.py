@@ -9,9 +9,7 @@ the analytic KL, averaged over the batch.
 
 import argparse
 import json
-import statistics
 import sys
-import time
 
 try:
   import torch
@@ -19,6 +17,8 @@ try:
   from torch.nn import functional as F
 except ImportError:
   sys.exit("benchmarks/peers needs PyTorch: pip install -e '.[peers]' (torch==2.13.0)")
+
+import timing  # benchmarks/peers/timing.py, beside this script
 
 HIDDEN = 256
 
@@ -57,30 +57,20 @@ def negative_elbo(model, x):
 def images_per_second(batch_size, steps, warmup, image_size=28, channels=1, latent_dim=32,
                       features=32, channels_last=False, threads=None):
   """Times `steps` Adam steps on the negative ELBO after `warmup`; returns the JSON record."""
-  if threads:
-    torch.set_num_threads(threads)
-  torch.manual_seed(0)
-  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  memory_format = timing.setup(threads, channels_last)
   model = ConvVAE(image_size, channels, latent_dim, features).to(memory_format=memory_format)
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   x = (torch.rand(batch_size, channels, image_size, image_size) < 0.5).float().contiguous(
       memory_format=memory_format)
-  times = []
-  for i in range(warmup + steps):
-    start = time.perf_counter()
+
+  def step():
     opt.zero_grad(set_to_none=True)
     loss = negative_elbo(model, x)
     loss.backward()
     opt.step()
     loss.item()
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
-  median = statistics.median(times)
-  return {"model": f"conv_vae{image_size}", "framework": "torch", "batch_size": batch_size,
-          "median_step_ms": round(1000 * median, 2),
-          "images_per_s": round(batch_size / median, 1), "threads": torch.get_num_threads(),
-          "channels_last": channels_last}
 
+  return timing.record(f"conv_vae{image_size}", batch_size, step, steps, warmup, channels_last)
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
