@@ -1,6 +1,8 @@
 """Means of a family's per-example metrics over a whole split, padded batches masked out."""
 
 import functools
+import sys
+import time
 from typing import Iterator
 
 import jax
@@ -24,13 +26,17 @@ class MeanEvaluator:
     dataset = input_pipeline.eval_dataset(self.config.data, self.source,
                                           local_batch_size=self.local_batch)
     base = jax.random.PRNGKey(self.config.seed + 1)  # Fixed: every evaluation sees the same noise.
-    totals, count = {}, 0.0
+    totals, count, start = {}, 0.0, time.perf_counter()
     for i, batch in enumerate(input_pipeline.global_batches(dataset, self.mesh)):
       sums, n = self._sums(state, batch, jax.random.fold_in(base, i))
       sums, n = jax.device_get((sums, n))
       for name, value in sums.items():
         totals[name] = totals.get(name, 0.0) + float(value)
       count += float(n)
+      if jax.process_index() == 0 and (i + 1) % 10 == 0:  # IWAE-1000 takes minutes.
+        print(f"evaluating {self.source.name}/{self.source.split}: {count:.0f} examples, "
+              f"{count / (time.perf_counter() - start):,.0f} examples/s", file=sys.stderr,
+              flush=True)
     for name, total in sorted(totals.items()):
       yield self.prefix + name, total / max(count, 1.0)
     yield self.prefix + "num_examples", count
