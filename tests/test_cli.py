@@ -95,6 +95,8 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   assert result.returncode == 0, result.stderr
   metrics = json.loads(result.stdout)
   assert metrics["step"] == 2 and metrics["eval/num_examples"] == 2000
+  assert metrics["eval/split"] == "fashion_mnist_small/test"
+  assert metrics["eval/provenance/generator"] == "ema"
   assert 0.0 <= metrics["eval/d_real_prob"] <= 1.0
   # An untrained generator is far from the data: large FID, low precision; with provenance.
   assert metrics["eval/fid"] > 1.0 and 0.0 <= metrics["eval/precision"] <= 1.0

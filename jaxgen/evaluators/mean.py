@@ -18,6 +18,7 @@ class MeanEvaluator:
 
   def __init__(self, config, family, mesh, source, prefix: str = "eval/"):
     self.config, self.mesh, self.source, self.prefix = config, mesh, source, prefix
+    self.provenance = family.provenance(config)
     self.local_batch = config.eval_batch_size // jax.process_count()
     self._sums = jax.jit(functools.partial(_masked_sums, config, family),
                          out_shardings=sharding.replicated(mesh))
@@ -40,6 +41,9 @@ class MeanEvaluator:
     for name, total in sorted(totals.items()):
       yield self.prefix + name, total / max(count, 1.0)
     yield self.prefix + "num_examples", count
+    yield self.prefix + "split", f"{self.source.name}/{self.source.split}"
+    for name, value in sorted(self.provenance.items()):
+      yield self.prefix + "provenance/" + name, value
 
 
 def _masked_sums(config, family, state, batch, rng):

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import sharding
+from jaxgen.data import input_pipeline
 from jaxgen.evaluators import feature_stats, features, kid_pr
 
 
@@ -28,7 +30,11 @@ def _to_model_range(images, normalize: str):
 
 
 class _Streamer:
-  """Feeds feature batches into streaming stats and a capped store of vectors."""
+  """Feeds feature batches into streaming stats and a capped store of vectors.
+
+  Features must be fully addressable on this host (replicated when sharded): they are small,
+  and every host then holds the same statistics and stored vectors.
+  """
 
   def __init__(self, max_stored: int):
     self.stats, self.stored, self.max_stored = None, [], max_stored
@@ -59,6 +65,22 @@ def image_statistics(images: np.ndarray, features_fn, max_stored: int) -> dict:
   return streamer.result()
 
 
+def reference_statistics(config, mesh, source, features_fn) -> dict:
+  """`image_statistics` of a split, streamed through the eval pipeline sharded over `mesh`.
+
+  Every process reads its own shard; the padded last batch is masked out.
+  """
+  data = config.data.copy_and_resolve_references()
+  data.update(dict(normalize="symmetric", dequantize=False))  # Exactly to_model_range(uint8).
+  dataset = input_pipeline.eval_dataset(
+      data, source, local_batch_size=config.eval_batch_size // jax.process_count())
+  streamer = _Streamer(config.evaluation.max_stored_features)
+  with jax.set_mesh(mesh):
+    for batch in input_pipeline.global_batches(dataset, mesh):
+      streamer.add(features_fn(batch["image"]), batch["mask"])
+  return streamer.result()
+
+
 def compare(real: dict, fake: dict, cfg, seed: int) -> dict:
   """FID, KID (± standard error) and precision/recall between two `image_statistics`."""
   fid = feature_stats.frechet_distance(real["mean"], real["cov"], fake["mean"], fake["cov"])
@@ -75,10 +97,13 @@ class SampleQualityEvaluator:
     cfg = config.evaluation
     self.config, self.family, self.mesh, self.prefix = config, family, mesh, prefix
     root = cfg.features_dir or features.default_root()
-    self.features_fn, self.info = features.load(cfg.feature_network, root)
+    features_fn, self.info = features.load(cfg.feature_network, root)
+    # Computed sharded, gathered to every host: [batch, feature_dim] is small.
+    self.features_fn = jax.jit(features_fn, out_shardings=sharding.replicated(mesh))
     self.checksum = self.info["params_sha256"]
     cache = os.path.join(root, cfg.feature_network, "reference",
-                         f"{real_source.name}_{real_source.split}_{self.checksum[:16]}.npz")
+                         f"{real_source.name}_{real_source.split}_{self.checksum[:16]}_"
+                         f"{cfg.max_stored_features}.npz")
     self.reference = self._reference(real_source, cache)
     self.real_split = f"{real_source.name}/{real_source.split}"
     chunk = config.eval_batch_size
@@ -89,12 +114,12 @@ class SampleQualityEvaluator:
     if os.path.exists(cache):
       with np.load(cache) as f:
         return dict(f)
-    reference = image_statistics(source.images, self.features_fn,
-                                 self.config.evaluation.max_stored_features)
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    tmp = cache + ".tmp.npz"
-    np.savez(tmp, **reference)
-    os.replace(tmp, cache)
+    reference = reference_statistics(self.config, self.mesh, source, self.features_fn)
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(cache), exist_ok=True)
+      tmp = cache + ".tmp.npz"
+      np.savez(tmp, **reference)
+      os.replace(tmp, cache)
     return reference
 
   def run(self, state) -> Iterator[tuple[str, object]]:

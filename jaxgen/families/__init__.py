@@ -5,6 +5,7 @@
   train_step(config, state, batch) -> (state, metrics)        # one jitted iteration
   sample(config, state, rng, num) -> images [num, H, W, C] in the data's normalised range
   eval_metrics(config, state, batch, rng) -> {name: per-example values [batch]}
+  provenance(config) -> {name: str or number}   # how eval_metrics' values were computed
 
 The loop, the evaluators and the CLI call only these, so a family with its own step (the
 GAN updates two networks) plugs in without special cases.

@@ -122,6 +122,12 @@ def sample(config, state: TrainState, rng, num: int):
                           "batch_stats": state.model_state[G]}, z, train=False)
 
 
+def provenance(config) -> dict:
+  """How eval_metrics' numbers were computed."""
+  return {"generator": "ema" if config.ema_decay else "raw",
+          "discriminator_metrics": "on held-out real images and as many fresh samples"}
+
+
 def eval_metrics(config, state: TrainState, batch, rng):
   """The discriminator's verdict on held-out real images and on as many fresh samples."""
   _, discriminator = build_models(config)

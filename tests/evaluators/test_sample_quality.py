@@ -7,7 +7,8 @@ import pytest
 from jaxgen import config as config_lib, families, sharding
 from jaxgen.data import datasets
 from jaxgen.evaluators import features
-from jaxgen.evaluators.sample_quality import SampleQualityEvaluator, compare, image_statistics
+from jaxgen.evaluators.sample_quality import (SampleQualityEvaluator, compare, image_statistics,
+                                             reference_statistics)
 
 GAN = "experiments/dcgan_fashion_mnist.py:small"
 
@@ -67,3 +68,18 @@ def test_one_and_four_devices_give_the_same_scores(setup, monkeypatch):
   for key in ("eval/fid", "eval/kid", "eval/precision", "eval/recall"):
     np.testing.assert_allclose(scores[0][key], scores[1][key], rtol=1e-4, atol=1e-6, err_msg=key)
   assert scores[0]["eval/sample_metrics/num_samples"] == 200
+
+
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+def test_sharded_reference_statistics_equal_one_device_statistics(setup):
+  _, data_dir, features_fn = setup
+  source = _split(data_dir, "test")  # 2000 images: the last batch of 256 is padded.
+  config = config_lib.load(GAN, {"mesh.data": "4", "eval_batch_size": "256",
+                                 "evaluation.max_stored_features": "2000"})
+  mesh = sharding.create_mesh(config.mesh)
+  sharded = reference_statistics(config, mesh, source, features_fn)
+  single = image_statistics(source.images, features_fn, 2000)
+  assert sharded["count"] == single["count"] == 2000
+  np.testing.assert_allclose(sharded["mean"], single["mean"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(sharded["cov"], single["cov"], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(sharded["features"], single["features"], rtol=1e-5, atol=1e-5)

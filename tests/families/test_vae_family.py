@@ -69,3 +69,13 @@ def test_categorical_likelihood_step_and_sample_are_8_bit():
   samples = vae.sample(config, state, jax.random.PRNGKey(1), 3)
   assert samples.shape == (3, 28, 28, 1) and samples.dtype == jnp.int32
   assert int(samples.min()) >= 0 and int(samples.max()) <= 255
+
+
+def test_provenance_states_the_data_convention_and_k():
+  config = config_lib.load(SMALL, {})
+  described = vae.provenance(config)
+  assert described["likelihood"] == "bernoulli" and "binarised" in described["data_convention"]
+  assert described["iwae_k"] == config.evaluation.iwae_k
+  config.unlock()
+  config.model.likelihood, config.data.normalize = "categorical", "integer"
+  assert "no dequantisation" in vae.provenance(config)["data_convention"]
