@@ -9,6 +9,7 @@ Variants: `:demo` trains on the bundled 10k-image subset in a few CPU minutes (`
 import ml_collections
 
 from jaxgen import config as config_lib, optim
+from jaxgen.families import gan
 
 
 def get_config(arg=None):
@@ -24,7 +25,9 @@ def get_config(arg=None):
   config.eval_every = 5000
   config.ema_decay = 0.999
   config.evaluation.sample_metrics = True  # FID/KID/precision/recall (`jaxgen train-features`).
+  config.gan = gan.default_options()  # Non-saturating loss, no penalties, no DiffAugment.
   config.model = ml_collections.ConfigDict(dict(
+      num_classes=0,
       generator=dict(name="dcgan_generator", image_size=28, channels=1, features=64,
                      latent_dim=100),
       discriminator=dict(name="dcgan_discriminator", image_size=28, channels=1, features=64,

@@ -26,32 +26,72 @@ def restore(workdir: str):
   return config, family, mesh, state
 
 
-def sample_uint8(config, family, mesh, state, num: int, seed: int) -> np.ndarray:
-  """`num` samples as uint8 [num, H, W, C], generated in device-divisible chunks."""
+def _labels(config, num: int, label: int | None):
+  """Labels [num] for a conditional model (`label`, or cycling through the classes); None
+  for an unconditional one, where asking for a label is an error."""
+  classes = families.num_classes(config)
+  if label is not None and not 0 <= label < classes:
+    raise UserError(f"--label {label}: expected a class in [0, {classes - 1}]" if classes else
+                    f"--label {label}: this {config.family} model is unconditional")
+  if not classes:
+    return None
+  return np.full(num, label, np.int32) if label is not None else np.arange(num) % classes
+
+
+def sample_uint8(config, family, mesh, state, num: int, seed: int,
+                 label: int | None = None) -> np.ndarray:
+  """`num` samples as uint8 [num, H, W, C], generated in device-divisible chunks.
+
+  Conditional models get `label` for every sample, or labels cycling through the classes
+  (so a grid with num_classes columns has one class per column).
+  """
   if num < 1:
     raise UserError(f"--num={num}: expected a positive number of samples")
   chunk = min(config.eval_batch_size, _round_up(num, mesh.shape[sharding.DATA]))
   chunk = _round_up(chunk, mesh.shape[sharding.DATA])
-  sample = jax.jit(lambda state, rng: family.sample(config, state, rng, chunk))
+  num_chunks = -(-num // chunk)
+  labels = _labels(config, num_chunks * chunk, label)
+  if labels is None:
+    sample = jax.jit(lambda state, rng, _: family.sample(config, state, rng, chunk))
+  else:
+    sample = jax.jit(lambda state, rng, y: family.sample(config, state, rng, chunk, labels=y))
   out = []
   with jax.set_mesh(mesh):
-    for i in range(-(-num // chunk)):
-      generated = jax.device_get(sample(state, jax.random.fold_in(jax.random.PRNGKey(seed), i)))
+    for i in range(num_chunks):
+      chunk_labels = None if labels is None else labels[i * chunk:(i + 1) * chunk]
+      generated = jax.device_get(sample(state, jax.random.fold_in(jax.random.PRNGKey(seed), i),
+                                        chunk_labels))
       out.append(images.to_uint8(generated, config.data.normalize))
   return np.concatenate(out)[:num]
+
+
+def interpolation_uint8(config, family, mesh, state, num: int, steps: int, mode: str,
+                        seed: int, label: int | None = None) -> np.ndarray:
+  """`num` latent interpolation strips of `steps` images each: uint8 [num * steps, H, W, C]."""
+  if not hasattr(family, "interpolate"):
+    raise UserError(f"--interpolate: the {config.family} family has no latent space to "
+                    "interpolate in")
+  if num < 1 or steps < 2:
+    raise UserError(f"--num={num} --steps={steps}: expected at least 1 strip of 2 images")
+  labels = _labels(config, num, label)
+  run = jax.jit(lambda state, rng, y: family.interpolate(config, state, rng, num, steps, mode,
+                                                         labels=y))
+  with jax.set_mesh(mesh):
+    generated = jax.device_get(run(state, jax.random.PRNGKey(seed), labels))
+  return images.to_uint8(generated, config.data.normalize)
 
 
 def _round_up(n, k):
   return -(-n // k) * k
 
 
-def write_samples(path: str, uint8_images: np.ndarray) -> None:
-  """FILE.npz → key 'images' [N, H, W, C] uint8; FILE.png → a grid."""
+def write_samples(path: str, uint8_images: np.ndarray, columns: int | None = None) -> None:
+  """FILE.npz → key 'images' [N, H, W, C] uint8; FILE.png → a grid of `columns`."""
   if path.endswith(".npz"):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez_compressed(path, images=uint8_images)
   elif path.endswith(".png"):
-    images.write_png(path, images.grid(uint8_images))
+    images.write_png(path, images.grid(uint8_images, columns))
   else:
     raise UserError(f"--out {path!r}: expected a FILE.npz or FILE.png")
 

@@ -22,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--num", type=int, default=64)
   sample.add_argument("--out", required=True, help="FILE.npz (uint8 'images') or FILE.png")
   sample.add_argument("--seed", type=int, default=0)
+  sample.add_argument("--label", type=int, default=None,
+                      help="class-conditional models: sample this class only (default: "
+                      "cycle through the classes, one per grid column)")
+  sample.add_argument("--interpolate", choices=("linear", "spherical"), default=None,
+                      help="write --num latent interpolation strips of --steps images instead")
+  sample.add_argument("--steps", type=int, default=10, help="images per interpolation strip")
   evaluate = commands.add_parser("evaluate", help="print test metrics of a workdir as JSON")
   evaluate.add_argument("--workdir", required=True)
   features = commands.add_parser(
@@ -33,7 +39,15 @@ def _parser() -> argparse.ArgumentParser:
   features.add_argument("--data-dir", default=None, help="TFDS data_dir")
   features.add_argument("--out-dir", default=None,
                         help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
-  for sub in (train, sample, evaluate, features):
+  inception = commands.add_parser(
+      "import-inception", help="import the FID Inception weights (a local pytorch-fid "
+      ".pth or .npz file) as feature network for RGB datasets")
+  inception.add_argument("--weights", required=True,
+                         help="e.g. pt_inception-2015-12-05-6726825d.pth (torch needed) or .npz")
+  inception.add_argument("--name", default="inception_v3")
+  inception.add_argument("--out-dir", default=None,
+                         help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
+  for sub in (train, sample, evaluate, features, inception):
     group = sub.add_argument_group("multi-host (run the same command on every host)")
     group.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize(); TPU pods and SLURM are "
@@ -62,11 +76,23 @@ def run(argv: list[str]) -> int:
                                             args.data_dir, args.out_dir)
     print(json.dumps(info, sort_keys=True))
     return 0
-  from jaxgen import inference
+  if args.command == "import-inception":
+    from jaxgen.evaluators import inception as inception_lib
+    print(json.dumps(inception_lib.import_weights(args.weights, args.name, args.out_dir),
+                     sort_keys=True))
+    return 0
+  from jaxgen import families, inference
   config, family, mesh, state = inference.restore(args.workdir)
   if args.command == "sample":
-    samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed)
-    inference.write_samples(args.out, samples)
+    if args.interpolate:
+      samples = inference.interpolation_uint8(config, family, mesh, state, args.num, args.steps,
+                                              args.interpolate, args.seed, args.label)
+      columns = args.steps
+    else:
+      samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed,
+                                       args.label)
+      columns = families.num_classes(config) if args.label is None else None
+    inference.write_samples(args.out, samples, columns or None)
     print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}", file=sys.stderr)
   else:
     print(json.dumps(inference.evaluate(config, family, mesh, state), sort_keys=True))

@@ -101,14 +101,18 @@ class StopSignal:
 
 
 def make_sample_writer(config, family, workdir):
-  """A function (state, step) that writes WORKDIR/samples/step_XXXXXXXX.png."""
+  """A function (state, step) that writes WORKDIR/samples/step_XXXXXXXX.png.
+
+  Conditional models cycle through the classes: one column per class.
+  """
+  columns = families.num_classes(config) or None
   sample = jax.jit(lambda state, rng: family.sample(config, state, rng, config.num_samples))
   rng = jax.random.PRNGKey(config.seed + 2)  # The same latents every time: progress is visible.
 
   def write(state, step):
     generated = jax.device_get(sample(state, rng))  # Every process joins the jitted call.
     if jax.process_index() == 0:
-      grid = images.grid(images.to_uint8(generated, config.data.normalize))
+      grid = images.grid(images.to_uint8(generated, config.data.normalize), columns)
       images.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
 
   return write

@@ -97,7 +97,8 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   assert metrics["step"] == 2 and metrics["eval/num_examples"] == 2000
   assert metrics["eval/split"] == "fashion_mnist_small/test"
   assert metrics["eval/provenance/generator"] == "ema"
-  assert 0.0 <= metrics["eval/d_real_prob"] <= 1.0
+  assert np.isfinite(metrics["eval/d_real_score"])
+  assert metrics["eval/provenance/loss"] == "non_saturating"
   # An untrained generator is far from the data: large FID, low precision; with provenance.
   assert metrics["eval/fid"] > 1.0 and 0.0 <= metrics["eval/precision"] <= 1.0
   assert metrics["eval/sample_metrics/num_samples"] == 200
@@ -127,3 +128,21 @@ def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):
   assert jaxgen("train", "--config", VAE, "--workdir", killed, *steps).returncode == 0
   import jax
   jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(killed))
+
+
+def test_conditional_gan_samples_a_class_and_interpolates(tmp_path, data_dir):
+  workdir = str(tmp_path / "cgan")
+  result = jaxgen("train", "--config", "experiments/cdcgan_fashion_mnist.py:small", "--workdir",
+                  workdir, "--config.total_steps=1", data_dir=data_dir)
+  assert result.returncode == 0, result.stderr
+  assert jaxgen("sample", "--workdir", workdir, "--num", "3", "--label", "7", "--out",
+                f"{workdir}/s.npz").returncode == 0
+  assert np.load(f"{workdir}/s.npz")["images"].shape == (3, 28, 28, 1)
+  result = jaxgen("sample", "--workdir", workdir, "--num", "2", "--interpolate", "spherical",
+                  "--steps", "4", "--out", f"{workdir}/strips.png")
+  assert result.returncode == 0, result.stderr
+  from PIL import Image
+  # 2 strips x 4 images of 28 px with 2 px padding: 62 x 122.
+  assert Image.open(f"{workdir}/strips.png").size == (4 * 30 + 2, 2 * 30 + 2)
+  assert_one_line_error(jaxgen("sample", "--workdir", workdir, "--label", "10", "--out",
+                               f"{workdir}/x.png"), "--label 10", "[0, 9]")

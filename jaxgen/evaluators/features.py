@@ -1,11 +1,14 @@
-"""An in-domain feature network for FID/KID/precision-recall: a small Fashion-MNIST CNN.
+"""Feature networks for FID/KID/precision-recall: stored by name, loaded with a checksum.
 
 Inception, the usual FID network, has never seen 28×28 grey clothes; a classifier trained on
-the dataset itself gives features that separate its classes. A trained network is stored by
-name as `<root>/<name>/params.msgpack` plus `info.json`, which holds the params file's sha256
-so that no score is ever computed with a corrupt or swapped network.
+the dataset itself gives features that separate its classes. RGB datasets use the FID
+Inception (`jaxgen.evaluators.inception`) instead, from weights the user supplies. Either is
+stored by name as `<root>/<name>/params.msgpack` plus `info.json`, which holds the
+architecture and the params file's sha256 so that no score is ever computed with a corrupt
+or swapped network.
 
-Create one with `jaxgen train-features --dataset fashion_mnist`.
+Create the classifier with `jaxgen train-features --dataset fashion_mnist`, import Inception
+with `jaxgen import-inception --weights FILE`.
 """
 
 import hashlib
@@ -25,6 +28,7 @@ import optax
 from jaxgen import config as config_lib
 from jaxgen.data import datasets
 from jaxgen.errors import UserError
+from jaxgen.evaluators import inception
 
 ARCHITECTURE = "fashion_classifier_v1"  # Bump on any change that alters the params or features.
 FEATURE_DIM = 128
@@ -32,6 +36,7 @@ EVAL_BATCH_SIZE = 500
 TRAIN_COMMAND = "jaxgen train-features --dataset fashion_mnist"
 PARAMS_FILE = "params.msgpack"
 INFO_FILE = "info.json"
+_CREATE_COMMANDS = {ARCHITECTURE: TRAIN_COMMAND, inception.ARCHITECTURE: inception.IMPORT_COMMAND}
 
 
 class FashionClassifier(nn.Module):
@@ -175,11 +180,19 @@ def save(params: dict, name: str, root: str | None = None, **info) -> dict:
   Returns:
     The info written.
   """
+  info = dict(info, architecture=ARCHITECTURE, num_classes=_num_classes(params))
+  return write(flax.serialization.to_bytes(params), name, root, info)
+
+
+def write(data: bytes, name: str, root: str | None, info: dict) -> dict:
+  """Writes serialised params and `info` plus their sha256 under `<root>/<name>/`.
+
+  Returns:
+    The info written.
+  """
   directory = os.path.join(root or default_root(), name)
   os.makedirs(directory, exist_ok=True)
-  data = flax.serialization.to_bytes(params)
-  info = dict(info, architecture=ARCHITECTURE, num_classes=_num_classes(params),
-              params_sha256=hashlib.sha256(data).hexdigest())
+  info = dict(info, params_sha256=hashlib.sha256(data).hexdigest())
   # Params first: an info.json on disk always vouches for a complete params file.
   _write_atomically(os.path.join(directory, PARAMS_FILE), data)
   _write_atomically(os.path.join(directory, INFO_FILE),
@@ -201,35 +214,60 @@ def load(name: str, root: str | None = None
          ) -> tuple[Callable[[jax.Array], jax.Array], dict]:
   """The stored network `name` as (features_fn, info), after checking its sha256.
 
-  `features_fn` maps float images [batch, 28, 28, 1] in [-1, 1] to [batch, FEATURE_DIM];
-  it is jitted once, with the params as an argument rather than baked-in constants.
+  `features_fn` maps float images in [-1, 1] to features: [batch, 28, 28, 1] to
+  [batch, FEATURE_DIM] for the classifier, [batch, height, width, 1 or 3] to
+  [batch, inception.FEATURE_DIM] for Inception. It is jitted once, with the params as an
+  argument rather than baked-in constants.
   """
+  params, info = _read_verified(name, root)
+  if info["architecture"] == inception.ARCHITECTURE:
+    return inception.features_fn(params, info["image_size"]), info
+  model = FashionClassifier(num_classes=info["num_classes"])
+  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, method=FashionClassifier.features))
+  return lambda images: apply(params, images), info
+
+
+def load_classifier(name: str, root: str | None = None
+                    ) -> tuple[Callable[[jax.Array], jax.Array], dict]:
+  """A stored classifier as (logits_fn, info): images [batch, 28, 28, 1] in [-1, 1] ->
+  [batch, num_classes]. For checking which classes a generator produces."""
+  params, info = _read_verified(name, root)
+  if info["architecture"] != ARCHITECTURE:
+    raise UserError(f"feature network {name!r} is {info['architecture']!r}, not a classifier "
+                    f"({ARCHITECTURE!r})")
+  model = FashionClassifier(num_classes=info["num_classes"])
+  apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  return lambda images: apply(params, images), info
+
+
+def _read_verified(name: str, root: str | None) -> tuple[dict, dict]:
+  """(params, info) of the stored network `name`, after checking the params' sha256."""
   directory = os.path.join(root or default_root(), name)
   info_path, params_path = (os.path.join(directory, f) for f in (INFO_FILE, PARAMS_FILE))
   if not (os.path.isfile(info_path) and os.path.isfile(params_path)):
     raise UserError(f"no feature network {name!r} at {directory} (expected {INFO_FILE} and "
-                    f"{PARAMS_FILE}): create it with `{TRAIN_COMMAND}`, or point "
-                    "$JAXGEN_FEATURES_DIR at the folder that holds it")
+                    f"{PARAMS_FILE}): create it with `{TRAIN_COMMAND}` (Inception: "
+                    f"`{inception.IMPORT_COMMAND}`), or point $JAXGEN_FEATURES_DIR at the "
+                    "folder that holds it")
   with open(info_path) as f:
     try:
       info = json.load(f)
     except json.JSONDecodeError as e:
       raise UserError(f"{info_path} is not valid JSON ({e}): re-create it with "
-                      f"`{TRAIN_COMMAND}`") from e
-  if info.get("architecture") != ARCHITECTURE:
+                      f"`{TRAIN_COMMAND}` or `{inception.IMPORT_COMMAND}`") from e
+  command = _CREATE_COMMANDS.get(info.get("architecture"))
+  if command is None:
     raise UserError(f"{info_path} describes architecture {info.get('architecture')!r}, this "
-                    f"jaxgen reads {ARCHITECTURE!r}: re-create it with `{TRAIN_COMMAND}`")
+                    f"jaxgen reads {sorted(_CREATE_COMMANDS)}: re-create it with "
+                    f"`{TRAIN_COMMAND}` or `{inception.IMPORT_COMMAND}`")
   with open(params_path, "rb") as f:
     data = f.read()
   actual = hashlib.sha256(data).hexdigest()
   if actual != info["params_sha256"]:
     raise UserError(f"{params_path} has sha256 checksum {actual}, but {info_path} records "
                     f"{info['params_sha256']}: the file is corrupt or was replaced; re-create "
-                    f"it with `{TRAIN_COMMAND}`")
-  params = flax.serialization.msgpack_restore(data)
-  model = FashionClassifier(num_classes=info["num_classes"])
-  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, method=FashionClassifier.features))
-  return lambda images: apply(params, images), info
+                    f"it with `{command}`")
+  return flax.serialization.msgpack_restore(data), info
 
 
 def main_train_features(dataset: str, steps: int, batch_size: int, seed: int,

@@ -98,8 +98,10 @@ class SampleQualityEvaluator:
     self.config, self.family, self.mesh, self.prefix = config, family, mesh, prefix
     root = cfg.features_dir or features.default_root()
     features_fn, self.info = features.load(cfg.feature_network, root)
-    # Computed sharded, gathered to every host: [batch, feature_dim] is small.
-    self.features_fn = jax.jit(features_fn, out_shardings=sharding.replicated(mesh))
+    # Computed sharded, then gathered to every host: [batch, feature_dim] is small. A separate
+    # identity jit, so the network's weights stay arguments rather than compiled-in constants.
+    gather = jax.jit(lambda x: x, out_shardings=sharding.replicated(mesh))
+    self.features_fn = lambda images: gather(features_fn(images))
     self.checksum = self.info["params_sha256"]
     cache = os.path.join(root, cfg.feature_network, "reference",
                          f"{real_source.name}_{real_source.split}_{self.checksum[:16]}_"

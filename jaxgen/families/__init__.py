@@ -23,3 +23,8 @@ def get(name: str) -> types.ModuleType:
   if name not in _FAMILIES:
     raise UserError(f"unknown family {name!r}: expected one of {', '.join(sorted(_FAMILIES))}")
   return _FAMILIES[name]
+
+
+def num_classes(config) -> int:
+  """Classes a model is conditioned on (config.model.num_classes); 0 when unconditional."""
+  return int(config.model.get("num_classes", 0))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jaxgen import models
 from jaxgen.errors import UserError
-from jaxgen.models import layers
+from jaxgen.models import gan_parts, layers
 
 # DCGAN initialisation: weights N(0, 0.02), BatchNorm scales N(1, 0.02).
 _KERNEL_INIT = nn.initializers.normal(0.02)
@@ -50,6 +50,7 @@ class Generator(nn.Module):
   the last, which outputs `channels` through tanh.
 
   Attributes:
+    num_classes: > 0 makes it class-conditional: a label embedding is appended to z.
     dtype: computation dtype; parameters stay float32.
     custom_vjp: see `layers.ConvTranspose`.
   """
@@ -57,13 +58,16 @@ class Generator(nn.Module):
   channels: int
   features: int = 64
   latent_dim: int = 100
+  num_classes: int = 0
   dtype: Any = jnp.float32
   custom_vjp: bool = True
 
   @nn.compact
-  def __call__(self, z, train: bool):
+  def __call__(self, z, labels=None, *, train: bool):
+    gan_parts.check_labels(labels, self.num_classes, "generator")
     base, n = stages(self.image_size)
     width = self.features * 2 ** (n - 1)
+    z = gan_parts.with_label(z, labels, self.num_classes, self.dtype)
     x = nn.Dense(base * base * width, use_bias=False, dtype=self.dtype,
                  kernel_init=_KERNEL_INIT)(z)
     # BatchNorm per channel after the reshape, as PyTorch's DCGAN does after its first layer.
@@ -83,10 +87,13 @@ class Discriminator(nn.Module):
   """Images [batch, image_size, image_size, channels] -> real-vs-fake logits [batch].
 
   Per stage a 4x4 stride-2 convolution (widths features, 2·features, ...), BatchNorm except
-  after the first (none at all with norm='none'), LeakyReLU(0.2); then Dense(1).
+  after the first (none at all with norm='none'), LeakyReLU(0.2); then a linear head, with
+  a class projection when conditional (`gan_parts.ProjectionHead`).
 
   Attributes:
     norm: 'batch' or 'none'.
+    spectral_norm: divide every weight by its largest singular value (SNGAN).
+    num_classes: > 0 makes it a projection discriminator that needs labels.
     dtype: computation dtype; parameters stay float32.
     custom_vjp: see `layers.Conv`.
   """
@@ -94,21 +101,25 @@ class Discriminator(nn.Module):
   channels: int
   features: int = 64
   norm: str = "batch"
+  spectral_norm: bool = False
+  num_classes: int = 0
   dtype: Any = jnp.float32
   custom_vjp: bool = True
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, labels=None, *, train: bool):
     if self.norm not in _NORMS:
       raise UserError(f"discriminator norm={self.norm!r}: expected one of {', '.join(_NORMS)}")
+    gan_parts.check_labels(labels, self.num_classes, "discriminator")
     _, n = stages(self.image_size)
     x = x.astype(self.dtype)
     for stage in range(n):
       normalize = self.norm == "batch" and stage > 0
-      x = layers.Conv(self.features * 2 ** stage, use_bias=not normalize, dtype=self.dtype,
-                      kernel_init=_KERNEL_INIT, custom_vjp=self.custom_vjp)(x)
+      conv = layers.Conv(self.features * 2 ** stage, use_bias=not normalize, dtype=self.dtype,
+                         kernel_init=_KERNEL_INIT, custom_vjp=self.custom_vjp)
+      x = gan_parts.spectral(conv, self.spectral_norm, train)(x)
       if normalize:
         x = _batch_norm(train, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
-    logits = nn.Dense(1, dtype=self.dtype, kernel_init=_KERNEL_INIT)(x.reshape(x.shape[0], -1))
-    return logits[:, 0]
+    return gan_parts.ProjectionHead(self.num_classes, self.spectral_norm, self.dtype,
+                                    _KERNEL_INIT)(x.reshape(x.shape[0], -1), labels, train)

@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxgen import config as config_lib, train_state
+from jaxgen.errors import UserError
 from jaxgen.families import gan
 
 SMALL = "experiments/dcgan_fashion_mnist.py:small"
@@ -35,16 +37,19 @@ def test_step_updates_both_networks_and_their_batch_stats():
 def test_generator_gradient_via_vjp_equals_direct_differentiation():
   config, state, batch = _setup()
   generator, discriminator = gan.build_models(config)
-  z = jax.random.normal(state.step_rng(), (8, generator.latent_dim))
+  # The latents of the step's (only) critic chunk, drawn as train_step draws them.
+  (critic_key,) = jax.random.split(state.step_rng(), 1)
+  g_rng = jax.random.split(critic_key, 3)[0]
+  z = jax.random.normal(jax.random.split(g_rng)[0], (8, generator.latent_dim))
   new, _ = gan.train_step(config, state, batch)
   # Recompute G's loss directly through the updated D and compare the Adam step's direction.
   def g_loss(g_params):
     fake, _ = generator.apply({"params": g_params, "batch_stats": state.model_state[gan.G]}, z,
                               train=True, mutable=["batch_stats"])
     _, d_stats = gan._apply_d(discriminator, state.params[gan.D], state.model_state[gan.D],
-                              batch["image"])
-    _, d_stats = gan._apply_d(discriminator, state.params[gan.D], d_stats, fake)
-    logits, _ = gan._apply_d(discriminator, new.params[gan.D], d_stats, fake)
+                              batch["image"], None)
+    _, d_stats = gan._apply_d(discriminator, state.params[gan.D], d_stats, fake, None)
+    logits, _ = gan._apply_d(discriminator, new.params[gan.D], d_stats, fake, None)
     return jnp.mean(jax.nn.softplus(-logits))
   grads = jax.grad(g_loss)(state.params[gan.G])
   # Adam's first step moves every weight by lr·sign(grad) (up to epsilon).
@@ -75,3 +80,93 @@ def test_sampling_uses_ema_generator_when_kept():
   samples = gan.sample(config, new, jax.random.PRNGKey(0), 5)
   assert samples.shape == (5, 28, 28, 1)
   assert float(jnp.max(jnp.abs(samples))) <= 1.0
+
+
+def _shrunk(name, overrides):
+  """An experiment config at test size (the CIFAR one has no small variant: no data here)."""
+  return config_lib.load(name, {k: str(v) for k, v in overrides.items()})
+
+
+CONFIGS = {
+    "dcgan": ("experiments/dcgan_fashion_mnist.py:small", {}),
+    "cdcgan": ("experiments/cdcgan_fashion_mnist.py:small", {}),
+    "wgan_gp": ("experiments/wgan_gp_fashion_mnist.py:small", {}),
+    "sngan_cifar10": ("experiments/sngan_cifar10.py", {
+        "batch_size": 10, "gan.n_critic": 5, "model.generator.features": 8,
+        "model.generator.latent_dim": 8, "model.discriminator.features": 8}),
+    "sngan_cifar10_conditional_r1_diffaugment": ("experiments/sngan_cifar10.py:conditional", {
+        "batch_size": 4, "gan.n_critic": 2, "model.generator.features": 8,
+        "model.generator.latent_dim": 8, "model.discriminator.features": 8,
+        "gan.r1_gamma": 1.0, "gan.r1_every": 1, "gan.diffaugment": "color,translation,cutout"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_one_step_per_experiment_config(name):
+  config = _shrunk(*CONFIGS[name])
+  shape = gan.image_shape(config)
+  state = gan.init_state(config, jax.random.PRNGKey(0), shape)
+  batch = {"image": jax.random.uniform(jax.random.PRNGKey(1), (config.batch_size, *shape),
+                                       minval=-1.0, maxval=1.0),
+           "label": jnp.arange(config.batch_size, dtype=jnp.int32) % 10}
+  new, metrics = jax.jit(lambda s, b: gan.train_step(config, s, b))(state, batch)
+  assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+  for net in (gan.G, gan.D):
+    # Kernels: the head's bias has zero gradient under the hinge and Wasserstein losses
+    # while every example sits in the same regime.
+    moved = [bool(jnp.any(a != b)) for (path, a), b in zip(
+        jax.tree_util.tree_flatten_with_path(state.params[net])[0],
+        jax.tree.leaves(new.params[net])) if "kernel" in jax.tree_util.keystr(path)]
+    assert moved and all(moved), (name, net)
+  if config.gan.gradient_penalty:
+    assert float(metrics["train/gradient_penalty"]) > 0.0
+  if config.gan.r1_gamma:
+    assert float(metrics["train/r1_penalty"]) > 0.0
+  samples = gan.sample(config, new, jax.random.PRNGKey(2), 3)
+  assert samples.shape == (3, *shape)
+
+
+def test_critic_updates_each_see_their_own_chunk_of_the_batch():
+  batch = {"image": jnp.arange(12.0).reshape(12, 1, 1, 1), "label": jnp.arange(12)}
+  chunks = gan._critic_chunks(batch, 3)
+  assert chunks["image"].shape == (3, 4, 1, 1, 1)
+  np.testing.assert_array_equal(chunks["label"][1], [1, 4, 7, 10])
+  assert sorted(np.asarray(chunks["label"]).ravel().tolist()) == list(range(12))
+
+
+def test_n_critic_must_divide_the_batch():
+  with pytest.raises(UserError, match="n_critic=3"):
+    _setup(**{"gan.n_critic": 3})
+
+
+def test_lazy_r1_only_on_every_kth_step():
+  config, state, batch = _setup(**{"gan.r1_gamma": 10.0, "gan.r1_every": 2,
+                                   "model.discriminator.norm": "none"})
+  step = jax.jit(lambda s, b: gan.train_step(config, s, b))
+  state, first = step(state, batch)
+  _, second = step(state, batch)
+  assert float(first["train/r1_penalty"]) > 0.0 and float(second["train/r1_penalty"]) == 0.0
+
+
+def test_conditional_sampling_gives_the_requested_labels():
+  config = config_lib.load("experiments/cdcgan_fashion_mnist.py:small", {})
+  state = gan.init_state(config, jax.random.PRNGKey(0), gan.image_shape(config))
+  np.testing.assert_array_equal(gan.class_labels(config, 12), np.arange(12) % 10)
+  rng = jax.random.PRNGKey(1)
+  sevens = gan.sample(config, state, rng, 4, labels=jnp.full((4,), 7))
+  z = jax.random.normal(rng, (4, gan.latent_dim(config)))
+  np.testing.assert_allclose(sevens, gan.generate_from(config, state, z, jnp.full((4,), 7)),
+                             rtol=1e-6)
+  assert not np.allclose(sevens, gan.generate_from(config, state, z, jnp.full((4,), 2)))
+
+
+def test_latent_paths_end_at_their_endpoints_and_slerp_keeps_the_norm():
+  z0, z1 = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 64))
+  for mode in ("linear", "spherical"):
+    path = gan.latent_path(z0, z1, 5, mode)
+    assert path.shape == (3, 5, 64)
+    np.testing.assert_allclose(path[:, 0], z0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(path[:, -1], z1, rtol=1e-5, atol=1e-5)
+  norms = lambda mode: np.linalg.norm(gan.latent_path(z0, z1, 5, mode)[:, 2], axis=-1)
+  start = np.linalg.norm(z0, axis=-1)
+  assert np.all(norms("spherical") > 0.9 * start) and np.all(norms("linear") < 0.8 * start)

@@ -16,6 +16,10 @@ GOLDEN_PARAM_COUNTS = {
     "dcgan_generator": (dict(image_size=28, channels=1), 759_681),
     "dcgan_discriminator": (dict(image_size=28, channels=1), 138_689),
     "conv_vae": (dict(image_size=28, channels=1), 1_700_609),
+    # Counted by hand: dense 809,088 + 2 up-blocks of 312,192 + BN 256 + conv 1,153.
+    "resnet_generator": (dict(image_size=28, channels=1), 1_434_881),
+    # First block 149,120 + a down-block 311,680 + an identity block 295,168 + head 129.
+    "resnet_discriminator": (dict(image_size=28, channels=1), 756_097),
 }
 DCGAN_64_PARAM_COUNTS = {"dcgan_generator": 3_576_707, "dcgan_discriminator": 2_765_633}
 
@@ -23,9 +27,9 @@ DCGAN_64_PARAM_COUNTS = {"dcgan_generator": 3_576_707, "dcgan_discriminator": 2_
 def _example_inputs(name, kwargs):
   """Positional and keyword call arguments for a batch of 2."""
   size, channels = kwargs["image_size"], kwargs["channels"]
-  if name == "dcgan_generator":
-    return (jnp.zeros((2, 100)),), {"train": False}
-  if name == "dcgan_discriminator":
+  if name.endswith("_generator"):
+    return (jnp.zeros((2, models.get(name)(**kwargs).latent_dim)),), {"train": False}
+  if name.endswith("_discriminator"):
     return (jnp.zeros((2, size, size, channels)),), {"train": False}
   return (jnp.zeros((2, size, size, channels)), jax.random.PRNGKey(0)), {}
 
@@ -53,7 +57,8 @@ def test_dcgan_64_param_count(name):
 
 
 def test_unknown_model_names_the_known_ones():
-  with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator"):
+  with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator, "
+                     "resnet_discriminator, resnet_generator"):
     models.get("dcgan")
 
 
