@@ -1,0 +1,123 @@
+"""A two-level hierarchical VAE with a top-down inference path (Sønderby et al., 2016 style).
+
+Generative model: z2 ~ N(0, I) [b, latent2] -> z1 ~ p(z1 | z2) = N(μ_p, σ_p²) [b, s, s, c1]
+-> x ~ p(x | z1). Inference shares the top-down path: q(z2 | x) from the bottom-up features,
+then q(z1 | x, z2) from the bottom-up features at z1's resolution combined with the
+top-down features of z2. Sharing the path is what keeps the lower level from collapsing
+into the prior, the usual failure of a bottom-up-only ladder.
+
+z1 is a spatial grid (s = image_size / 4) and z2 a vector, both Gaussian, so every KL term
+is closed-form for a single sample; IWAE needs the log densities themselves
+(`log_weight_terms`).
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgen.models import layers
+
+_HIDDEN = 256
+
+
+def _gaussian_log_prob(x, mean, logvar):
+  """log N(x; mean, exp(logvar)) summed over all but the batch axis: [b]."""
+  per_dim = -0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 * jnp.exp(-logvar))
+  return jnp.sum(per_dim.reshape(x.shape[0], -1), axis=-1)
+
+
+def _gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
+  """KL(N(mean_q, var_q) ‖ N(mean_p, var_p)) summed over all but the batch axis: [b]."""
+  per_dim = 0.5 * (logvar_p - logvar_q + (jnp.exp(logvar_q) + (mean_q - mean_p) ** 2)
+                   * jnp.exp(-logvar_p) - 1.0)
+  return jnp.sum(per_dim.reshape(mean_q.shape[0], -1), axis=-1)
+
+
+class HierarchicalVAE(nn.Module):
+  """Images [b, H, W, C] -> per-pixel likelihood parameters [b, H, W, out_features].
+
+  Attributes:
+    image_size: a multiple of 4.
+    out_features: likelihood parameters per pixel (set by the family from the likelihood).
+    latent_dim: size of the top latent z2.
+    latent_channels: channels of the spatial lower latent z1 [b, H/4, W/4, latent_channels].
+  """
+  image_size: int
+  channels: int
+  out_features: int
+  latent_dim: int = 32
+  latent_channels: int = 8
+  features: int = 32
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    conv = lambda w: layers.Conv(w, dtype=self.dtype)
+    side = self.image_size // 4
+    self.up = [conv(self.features), conv(2 * self.features)]         # x -> [b, s, s, 2f]
+    self.q_top = nn.Dense(2 * self.latent_dim, dtype=self.dtype)     # -> q(z2 | x)
+    self.up_dense = nn.Dense(_HIDDEN, dtype=self.dtype)
+    self.top_down = nn.Dense(side * side * 2 * self.features, dtype=self.dtype)  # z2 -> d1
+    self.p_low = nn.Conv(2 * self.latent_channels, (3, 3), dtype=self.dtype)  # d1 -> p(z1|z2)
+    self.q_low = nn.Conv(2 * self.latent_channels, (3, 3), dtype=self.dtype)  # [h1,d1] -> q
+    self.merge = nn.Conv(2 * self.features, (3, 3), dtype=self.dtype)  # [z1, d1] -> decoder
+    self.down = [layers.ConvTranspose(self.features, dtype=self.dtype),
+                 layers.ConvTranspose(self.out_features, dtype=self.dtype)]
+
+  def _bottom_up(self, x):
+    h = x.astype(self.dtype)
+    for conv in self.up:
+      h = nn.relu(conv(h))
+    top = nn.relu(self.up_dense(h.reshape(h.shape[0], -1)))
+    mean, logvar = jnp.split(self.q_top(top), 2, axis=-1)
+    return h, mean, logvar
+
+  def _prior_low(self, z2):
+    side = self.image_size // 4
+    d1 = nn.relu(self.top_down(z2)).reshape(z2.shape[0], side, side, 2 * self.features)
+    mean, logvar = jnp.split(self.p_low(d1), 2, axis=-1)
+    return d1, mean, logvar
+
+  def decode(self, z1, d1):
+    """Lower latent z1 [b, s, s, latent_channels] and top-down features d1 -> parameters."""
+    h = nn.relu(self.merge(jnp.concatenate([z1.astype(self.dtype), d1], axis=-1)))
+    h = nn.relu(self.down[0](h))
+    return self.down[1](h)
+
+  def _posterior(self, x, rng):
+    """One joint sample from q(z2, z1 | x), with every density's parameters."""
+    rng2, rng1 = jax.random.split(rng)
+    h1, mean2, logvar2 = self._bottom_up(x)
+    z2 = mean2 + jnp.exp(0.5 * logvar2) * jax.random.normal(rng2, mean2.shape, mean2.dtype)
+    d1, prior_mean1, prior_logvar1 = self._prior_low(z2)
+    mean1, logvar1 = jnp.split(self.q_low(jnp.concatenate([h1, d1], axis=-1)), 2, axis=-1)
+    z1 = mean1 + jnp.exp(0.5 * logvar1) * jax.random.normal(rng1, mean1.shape, mean1.dtype)
+    f32 = lambda *xs: [v.astype(jnp.float32) for v in xs]
+    return (f32(z2, mean2, logvar2), f32(z1, mean1, logvar1, prior_mean1, prior_logvar1),
+            self.decode(z1, d1))
+
+  def __call__(self, x, rng):
+    """(likelihood parameters, KL [b]) with both KL terms in closed form at the sample."""
+    (z2, m2, lv2), (z1, m1, lv1, pm1, plv1), out = self._posterior(x, rng)
+    kl_top = _gaussian_kl(m2, lv2, jnp.zeros_like(m2), jnp.zeros_like(lv2))
+    kl_low = _gaussian_kl(m1, lv1, pm1, plv1)
+    return out, kl_top + kl_low
+
+  def log_weight_terms(self, x, rng):
+    """(likelihood parameters, log p(z1, z2) - log q(z1, z2 | x) [b]) for one sample: the
+    importance weight without its log p(x | z1) term."""
+    (z2, m2, lv2), (z1, m1, lv1, pm1, plv1), out = self._posterior(x, rng)
+    log_p = (_gaussian_log_prob(z2, jnp.zeros_like(z2), jnp.zeros_like(z2))
+             + _gaussian_log_prob(z1, pm1, plv1))
+    log_q = _gaussian_log_prob(z2, m2, lv2) + _gaussian_log_prob(z1, m1, lv1)
+    return out, log_p - log_q
+
+  def sample_params(self, rng, num: int):
+    """Likelihood parameters of `num` draws from the prior: z2, then z1 | z2."""
+    rng2, rng1 = jax.random.split(rng)
+    z2 = jax.random.normal(rng2, (num, self.latent_dim))
+    d1, mean1, logvar1 = self._prior_low(z2)
+    z1 = mean1 + jnp.exp(0.5 * logvar1) * jax.random.normal(rng1, mean1.shape, mean1.dtype)
+    return self.decode(z1, d1)

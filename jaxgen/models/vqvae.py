@@ -1,0 +1,65 @@
+"""VQ-VAE (van den Oord et al., 2017): a discrete latent grid with an EMA-updated codebook.
+
+The encoder maps an image to a grid of vectors; each snaps to its nearest codebook entry.
+Gradients skip the non-differentiable snap (straight-through: the decoder's gradient at
+z_q is handed to z_e), a commitment loss keeps z_e near its code, and the codebook itself
+follows exponential moving averages of the vectors assigned to each code (the paper's
+appendix; steadier than a codebook loss). The codebook lives in the 'batch_stats'
+collection: it is state, not a parameter the optimiser moves.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class VectorQuantizer(nn.Module):
+  """z_e [..., dim] -> (z_q with straight-through gradients, indices [...], aux metrics).
+
+  Attributes:
+    num_codes: codebook size K.
+    decay: EMA decay of the codebook statistics.
+    epsilon: Laplace smoothing of the cluster sizes, so an unused code never divides by 0.
+  """
+  num_codes: int
+  decay: float = 0.99
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, z_e, train: bool):
+    dim = z_e.shape[-1]
+    init = lambda: jax.random.normal(self.make_rng("params"), (self.num_codes, dim))
+    codebook = self.variable("batch_stats", "codebook", init)
+    # Each code starts as the mean of one pseudo-vector, itself: a code no vector picks then
+    # keeps its place (both averages decay alike) instead of being divided by ~0.
+    cluster_size = self.variable("batch_stats", "cluster_size",
+                                 lambda: jnp.ones((self.num_codes,)))
+    embed_sum = self.variable("batch_stats", "embed_sum", lambda: jnp.array(codebook.value))
+    flat = z_e.reshape(-1, dim).astype(jnp.float32)
+    indices = nearest_codes(flat, codebook.value)
+    one_hot = jax.nn.one_hot(indices, self.num_codes, dtype=jnp.float32)
+    z_q = codebook.value[indices].reshape(z_e.shape)
+    usage = jnp.mean(one_hot, axis=0)
+    aux = {"commitment": jnp.mean(jnp.sum((z_e - jax.lax.stop_gradient(z_q)) ** 2, axis=-1)),
+           "perplexity": jnp.exp(-jnp.sum(usage * jnp.log(usage + 1e-10))),
+           "codes_used": jnp.sum(usage > 0)}
+    if train and not self.is_initializing():
+      d = self.decay
+      cluster_size.value = d * cluster_size.value + (1 - d) * jnp.sum(one_hot, axis=0)
+      embed_sum.value = d * embed_sum.value + (1 - d) * one_hot.T @ jax.lax.stop_gradient(flat)
+      n = jnp.sum(cluster_size.value)
+      smoothed = (cluster_size.value + self.epsilon) / (n + self.num_codes * self.epsilon) * n
+      codebook.value = embed_sum.value / smoothed[:, None]
+    z_st = z_e + jax.lax.stop_gradient(z_q - z_e)
+    return z_st, indices.reshape(z_e.shape[:-1]), aux
+
+  def lookup(self, indices):
+    """Codes [...] -> their vectors [..., dim] (for decoding sampled code grids)."""
+    return self.get_variable("batch_stats", "codebook")[indices]
+
+
+def nearest_codes(flat, codebook):
+  """Index of the nearest codebook row (squared Euclidean) for each row of flat [n, dim]."""
+  distances = (jnp.sum(flat ** 2, -1, keepdims=True) - 2.0 * flat @ codebook.T
+               + jnp.sum(codebook ** 2, -1)[None])
+  return jnp.argmin(distances, axis=-1)
