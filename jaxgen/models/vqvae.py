@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.models import layers
+
 
 class VectorQuantizer(nn.Module):
   """z_e [..., dim] -> (z_q with straight-through gradients, indices [...], aux metrics).
@@ -63,3 +65,48 @@ def nearest_codes(flat, codebook):
   distances = (jnp.sum(flat ** 2, -1, keepdims=True) - 2.0 * flat @ codebook.T
                + jnp.sum(codebook ** 2, -1)[None])
   return jnp.argmin(distances, axis=-1)
+
+
+class VQVAE(nn.Module):
+  """Images [b, H, W, C] -> likelihood parameters [b, H, W, out_features] through a grid of
+  codes [b, H/4, W/4].
+
+  Two stride-2 convolutions down to the code grid and two transposed ones back up, as in the
+  conv VAE, with `code_dim`-wide codes.
+
+  Attributes:
+    out_features: likelihood parameters per pixel (set by the family from the likelihood).
+  """
+  image_size: int
+  channels: int
+  out_features: int
+  num_codes: int = 256
+  code_dim: int = 16
+  features: int = 32
+  decay: float = 0.99
+
+  def setup(self):
+    self.down = [layers.Conv(self.features), layers.Conv(2 * self.features)]
+    self.to_code = nn.Conv(self.code_dim, (1, 1))
+    self.quantizer = VectorQuantizer(self.num_codes, self.decay)
+    self.from_code = nn.Conv(2 * self.features, (3, 3))
+    self.up = [layers.ConvTranspose(self.features), layers.ConvTranspose(self.out_features)]
+
+  def encode(self, x, train: bool):
+    """(z_q [b, s, s, code_dim] with straight-through gradients, codes [b, s, s], aux)."""
+    h = x
+    for conv in self.down:
+      h = nn.relu(conv(h))
+    return self.quantizer(self.to_code(h), train)
+
+  def decode(self, z_q):
+    h = nn.relu(self.from_code(z_q))
+    return self.up[1](nn.relu(self.up[0](h)))
+
+  def decode_codes(self, codes):
+    """Codes [b, s, s] -> likelihood parameters."""
+    return self.decode(self.quantizer.lookup(codes))
+
+  def __call__(self, x, train: bool):
+    z_q, codes, aux = self.encode(x, train)
+    return self.decode(z_q), codes, aux

@@ -65,3 +65,13 @@ def test_ema_moves_each_used_code_towards_the_mean_of_its_vectors():
     np.testing.assert_allclose(codebook[code], initial[code], rtol=1e-3)
   (_, _, _), frozen = vq.apply({"batch_stats": stats}, z, train=False, mutable=["batch_stats"])
   jax.tree.map(np.testing.assert_array_equal, frozen["batch_stats"], stats)
+
+
+def test_vqvae_shapes_and_decoding_codes_equals_decoding_their_vectors():
+  model = vqvae.VQVAE(28, 1, out_features=3, num_codes=8, code_dim=4, features=4)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(1), x, train=False)
+  (out, codes, _), _ = model.apply(variables, x, train=False, mutable=["batch_stats"])
+  assert out.shape == (2, 28, 28, 3) and codes.shape == (2, 7, 7)
+  np.testing.assert_allclose(model.apply(variables, codes, method=model.decode_codes), out,
+                             rtol=1e-5, atol=1e-6)
