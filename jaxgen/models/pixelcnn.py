@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxgen import models
 from jaxgen.errors import UserError
 from jaxgen.models import gan_parts
 
@@ -162,6 +163,7 @@ def label_bias(labels, num_classes: int, features: int, dtype: Any):
   return nn.Embed(num_classes, features, dtype=dtype)(labels)[:, None, None, :]
 
 
+@models.register("pixelcnn")
 class PixelCNN(nn.Module):
   """Images [b, H, W, channels] in [-1, 1] -> parameters (see the module docstring).
 
@@ -223,6 +225,7 @@ def _down_shift(x):
   return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
 
 
+@models.register("gated_pixelcnn")
 class GatedPixelCNN(nn.Module):
   """Images [b, H, W, channels] in [-1, 1] -> parameters (see the module docstring).
 

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from jaxgen import models
 from jaxgen.models import pixelcnn
 
 
@@ -56,6 +57,7 @@ class RowLSTMLayer(nn.Module):
     return conv(features)(hidden.transpose(1, 0, 2, 3))
 
 
+@models.register("row_lstm")
 class RowLSTM(nn.Module):
   """Images [b, H, W, channels] in [-1, 1] -> parameters (see `pixelcnn`'s docstring).
 

@@ -20,12 +20,20 @@ GOLDEN_PARAM_COUNTS = {
     "resnet_generator": (dict(image_size=28, channels=1), 1_434_881),
     # First block 149,120 + a down-block 311,680 + an identity block 295,168 + head 129.
     "resnet_discriminator": (dict(image_size=28, channels=1), 756_097),
+    # Fully convolutional (no image_size); 256-way output per sub-pixel. Masked-out kernel
+    # taps are stored, so they count.
+    "pixelcnn": (dict(channels=1), 479_744),
+    "gated_pixelcnn": (dict(channels=1), 1_104_320),
+    "row_lstm": (dict(channels=1), 729_344),
 }
+_AUTOREGRESSIVE = ("pixelcnn", "gated_pixelcnn", "row_lstm")
 DCGAN_64_PARAM_COUNTS = {"dcgan_generator": 3_576_707, "dcgan_discriminator": 2_765_633}
 
 
 def _example_inputs(name, kwargs):
   """Positional and keyword call arguments for a batch of 2."""
+  if name in _AUTOREGRESSIVE:
+    return (jnp.zeros((2, 28, 28, kwargs["channels"])),), {}
   size, channels = kwargs["image_size"], kwargs["channels"]
   if name.endswith("_generator"):
     return (jnp.zeros((2, models.get(name)(**kwargs).latent_dim)),), {"train": False}
@@ -58,7 +66,7 @@ def test_dcgan_64_param_count(name):
 
 def test_unknown_model_names_the_known_ones():
   with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator, "
-                     "resnet_discriminator, resnet_generator"):
+                     "gated_pixelcnn, pixelcnn, resnet_discriminator, resnet_generator, row_lstm"):
     models.get("dcgan")
 
 
