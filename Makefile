@@ -24,7 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --config experiments/dcgan_fashion_mnist.py
-	$(BIN)/python benchmarks/throughput.py --config experiments/vae_fashion_mnist.py
+	$(BIN)/python benchmarks/throughput.py --config experiments/vae_binarized_fashion_mnist.py
 
 clean:
 	rm -rf runs $(VENV) *.egg-info

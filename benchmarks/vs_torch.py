@@ -24,7 +24,7 @@ import torch_vae  # noqa: E402
 
 from jaxgen import config as config_lib  # noqa: E402
 
-DCGAN, VAE = "experiments/dcgan_fashion_mnist.py", "experiments/vae_fashion_mnist.py"
+DCGAN, VAE = "experiments/dcgan_fashion_mnist.py", "experiments/vae_binarized_fashion_mnist.py"
 
 
 def _dcgan_overrides(size, channels, batch):

@@ -1,36 +1,78 @@
-"""Variational autoencoders: negative ELBO training, ELBO in nats and bits/dim.
+"""Variational autoencoders: ELBO, β-VAE, free-bits and IWAE training; ELBO and IWAE-k NLL.
 
-Likelihoods (config.model.likelihood):
-  'bernoulli'   — on dynamically binarised images (data.normalize='unit'; each step draws a
-                  fresh binarisation, evaluation a fixed one); the standard binary-MNIST setup.
-  'categorical' — 256-way softmax per sub-pixel on 8-bit images (data.normalize='integer'),
-                  a discrete likelihood, so bits/dim is a true bound on the 8-bit data.
+Likelihoods (config.model.likelihood; the maths in `jaxgen.models.likelihoods`), each with
+the data convention it needs:
+  'bernoulli'        data.normalize='unit': the family binarises each pixel ~ Bernoulli(value)
+                     afresh every step (a fixed draw in evaluation), the binary-MNIST setup.
+  'categorical'      data.normalize='integer': 256-way softmax per sub-pixel on 8-bit values.
+  'logistic_mixture' data.normalize='integer': PixelCNN++'s discretised logistic mixture
+                     (model.num_mixtures components, RGB channels coupled).
+  'gaussian'         data.normalize='unit', data.dequantize=True: a Gaussian density on
+                     (k + u)/256, reported with its Jacobian as a bound on the 8-bit NLL.
+The two discrete 8-bit likelihoods need data.dequantize=False.
+
+The training objective is config.vae (`default_options`); evaluation always reports the
+plain ELBO (β = 1, no free bits) and the IWAE-k bound, whatever was trained.
 """
 
 import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from jaxgen import models, optim
 from jaxgen.errors import UserError
+from jaxgen.models import likelihoods
 from jaxgen.train_state import TrainState, ema_update, init_ema, sampling_params
 
-_NORMALIZE = {"bernoulli": "unit", "categorical": "integer"}
+# (data.normalize, data.dequantize) each likelihood's inputs assume.
+_DATA = {"bernoulli": ("unit", False), "categorical": ("integer", False),
+         "logistic_mixture": ("integer", False), "gaussian": ("unit", True)}
+
+
+def default_options() -> ml_collections.ConfigDict:
+  """config.vae: the training objective."""
+  return ml_collections.ConfigDict(dict(
+      beta=1.0,            # Weight of the KL term: 1 is the ELBO, > 1 a β-VAE.
+      kl_warmup_steps=0,   # β rises linearly from 0 to `beta` over these steps; 0 = off.
+      free_bits=0.0,       # λ nats: each latent dimension's batch-mean KL counts as ≥ λ; 0 = off.
+      train_k=1,           # Samples of the IWAE training bound; 1 = the ELBO (with β, free bits).
+  ))
+
+
+def options(config) -> ml_collections.ConfigDict:
+  """config.vae over the defaults, so runs saved before a knob existed still load."""
+  opts = default_options()
+  opts.update(config.get("vae", {}))
+  return opts
+
+
+def _check_objective(opts) -> None:
+  if not isinstance(opts.train_k, int) or opts.train_k < 1:
+    raise UserError(f"vae.train_k={opts.train_k!r}: expected a positive integer (1 = ELBO)")
+  if opts.beta < 0 or opts.free_bits < 0 or opts.kl_warmup_steps < 0:
+    raise UserError(f"vae.beta={opts.beta}, vae.free_bits={opts.free_bits}, "
+                    f"vae.kl_warmup_steps={opts.kl_warmup_steps}: expected all ≥ 0; set "
+                    "the negative ones to 0 or more")
+  if opts.train_k > 1 and (opts.beta != 1 or opts.free_bits or opts.kl_warmup_steps):
+    raise UserError(f"vae.train_k={opts.train_k} trains the IWAE bound, which has no separate "
+                    "KL term to weight or clamp: set vae.beta=1, vae.free_bits=0 and "
+                    "vae.kl_warmup_steps=0, or vae.train_k=1")
 
 
 def build_model(config):
   kwargs = dict(config.model)
   name = kwargs.pop("name")
-  expected = _NORMALIZE.get(kwargs.get("likelihood"))
-  if expected is None:
-    raise UserError(f"model.likelihood={kwargs.get('likelihood')!r}: expected "
-                    f"{' or '.join(_NORMALIZE)}")
-  if config.data.normalize != expected or config.data.dequantize:
-    raise UserError(f"the {kwargs['likelihood']} likelihood needs data.normalize={expected!r} "
-                    f"and data.dequantize=False, got {config.data.normalize!r}/"
-                    f"{config.data.dequantize}")
+  likelihood = kwargs.get("likelihood")
+  likelihoods.check(likelihood)
+  normalize, dequantize = _DATA[likelihood]
+  if (config.data.normalize, bool(config.data.dequantize)) != (normalize, dequantize):
+    raise UserError(f"the {likelihood} likelihood needs data.normalize={normalize!r} and "
+                    f"data.dequantize={dequantize}, got {config.data.normalize!r}/"
+                    f"{config.data.dequantize}: set both, or pick another model.likelihood")
+  _check_objective(options(config))
   return models.get(name)(**kwargs)
 
 
@@ -53,34 +95,49 @@ def init_state(config, rng, image_shape) -> TrainState:
 
 
 def _inputs(config, image, rng):
-  """(model input in [0, 1], likelihood target) for a batch [b, H, W, C]."""
-  if config.model.likelihood == "bernoulli":
+  """(encoder input [b, H, W, C] in [0, 1], the likelihood's data) for a batch."""
+  likelihood = config.model.likelihood
+  if likelihood == "bernoulli":
     binary = (jax.random.uniform(rng, image.shape) < image).astype(jnp.float32)
     return binary, binary
+  if likelihood == "gaussian":
+    # Fresh noise for every batch, evaluation included: eval batches sit at bin centres
+    # (input_pipeline.eval_dataset), where the density is no bound on the 8-bit NLL; a
+    # uniform draw makes each value a one-sample estimate of the dequantisation bound.
+    k = jnp.clip(jnp.floor(image.astype(jnp.float32) * 256.0), 0.0, 255.0)
+    dequantised = (k + jax.random.uniform(rng, image.shape)) / 256.0
+    return dequantised, dequantised
   return image.astype(jnp.float32) / 255.0, image.astype(jnp.int32)
 
 
-def _reconstruction_nats(likelihood, logits, target):
+def _reconstruction_nats(likelihood, params, target):
   """−log p(x|z) per example [b], summed over pixels and channels."""
-  if likelihood == "bernoulli":
-    per_dim = optax.sigmoid_binary_cross_entropy(logits, target)
-  else:
-    per_dim = optax.softmax_cross_entropy_with_integer_labels(logits, target)
-  return jnp.sum(per_dim.reshape(per_dim.shape[0], -1), axis=-1)
+  return likelihoods.nll(likelihood, params.astype(jnp.float32), target)
+
+
+def _kl_per_dim(mean, logvar):
+  """KL(N(mean, exp(logvar)) ‖ N(0, 1)) per example and latent dimension [b, latent]."""
+  return 0.5 * (jnp.exp(logvar) + mean ** 2 - 1.0 - logvar)
 
 
 def _kl_nats(mean, logvar):
   """KL(N(mean, exp(logvar)) ‖ N(0, I)) per example [b], in closed form."""
-  return 0.5 * jnp.sum(jnp.exp(logvar) + mean ** 2 - 1.0 - logvar, axis=-1)
+  return jnp.sum(_kl_per_dim(mean, logvar), axis=-1)
+
+
+def _elbo_terms(config, params, image, rng):
+  """(reconstruction nats [b], KL nats per latent dimension [b, latent])."""
+  input_rng, z_rng = jax.random.split(rng)
+  x, target = _inputs(config, image, input_rng)
+  decoded, mean, logvar = build_model(config).apply({"params": params}, x, z_rng)
+  recon = _reconstruction_nats(config.model.likelihood, decoded, target)
+  return recon, _kl_per_dim(mean.astype(jnp.float32), logvar.astype(jnp.float32))
 
 
 def negative_elbo(config, params, image, rng):
   """Per-example (−ELBO, reconstruction, KL), all in nats, each [b]."""
-  input_rng, z_rng = jax.random.split(rng)
-  x, target = _inputs(config, image, input_rng)
-  logits, mean, logvar = build_model(config).apply({"params": params}, x, z_rng)
-  recon = _reconstruction_nats(config.model.likelihood, logits.astype(jnp.float32), target)
-  kl = _kl_nats(mean.astype(jnp.float32), logvar.astype(jnp.float32))
+  recon, kl_dims = _elbo_terms(config, params, image, rng)
+  kl = jnp.sum(kl_dims, axis=-1)
   return recon + kl, recon, kl
 
 
@@ -95,7 +152,8 @@ def negative_iwae(config, params, image, rng, k: int):
 
   Uses the same input draw as `negative_elbo` for the same rng, so the two compare per
   example; the k samples stream through a scan in chunks with a running logsumexp, so
-  memory is bounded whatever k is.
+  memory is bounded whatever k is. Differentiable: with a small k it is the IWAE
+  training objective.
   """
   input_rng, z_rng = jax.random.split(rng)
   x, target = _inputs(config, image, input_rng)
@@ -103,7 +161,8 @@ def negative_iwae(config, params, image, rng, k: int):
   mean, logvar = model.apply({"params": params}, x, method=model.encode)
   mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
   b, latent = mean.shape
-  out_floats = math.prod(image.shape[1:]) * (256 if config.model.likelihood == "categorical" else 1)
+  out_floats = math.prod(image.shape[1:3]) * likelihoods.num_params(
+      config.model.likelihood, image.shape[-1], config.model.get("num_mixtures", 10))
   chunk = _iwae_chunk(k, b * out_floats)
   tiled = jnp.broadcast_to(target, (chunk, *target.shape)).reshape(chunk * b, *target.shape[1:])
   log_norm = latent * math.log(2 * math.pi)
@@ -111,8 +170,8 @@ def negative_iwae(config, params, image, rng, k: int):
   def body(total, key):
     eps = jax.random.normal(key, (chunk, b, latent))
     z = mean + jnp.exp(0.5 * logvar) * eps
-    logits = model.apply({"params": params}, z.reshape(chunk * b, latent), method=model.decode)
-    log_px = -_reconstruction_nats(config.model.likelihood, logits.astype(jnp.float32), tiled)
+    decoded = model.apply({"params": params}, z.reshape(chunk * b, latent), method=model.decode)
+    log_px = -_reconstruction_nats(config.model.likelihood, decoded, tiled)
     log_pz = -0.5 * (jnp.sum(z ** 2, -1) + log_norm)
     log_qz = -0.5 * (jnp.sum(eps ** 2 + logvar, -1) + log_norm)
     log_w = log_px.reshape(chunk, b) + log_pz - log_qz
@@ -122,26 +181,62 @@ def negative_iwae(config, params, image, rng, k: int):
   return -(total - math.log(k))
 
 
+def kl_weight(opts, step):
+  """β at `step`: `beta`, ramped linearly from 0 over the first kl_warmup_steps steps."""
+  if not opts.kl_warmup_steps:
+    return jnp.asarray(opts.beta, jnp.float32)
+  ramp = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / opts.kl_warmup_steps)
+  return opts.beta * ramp
+
+
+def free_bits_kl(kl_dims, free_bits: float):
+  """Σ_d max(λ, mean over the batch of KL_d) [] (Kingma et al. 2016, per latent dimension).
+
+  A dimension whose batch-mean KL is below λ gets no KL gradient: it may carry up to λ nats
+  of information for free, which keeps the posterior from collapsing onto the prior early.
+  """
+  return jnp.sum(jnp.maximum(jnp.mean(kl_dims, axis=0), free_bits))
+
+
+def objective(config, params, image, rng, beta):
+  """(the loss the step minimises [], batch means {'nelbo', 'reconstruction', 'kl'} in nats).
+
+  train_k = 1: reconstruction + β·KL, the KL clamped per dimension by free bits when set (the
+  ELBO at β = 1 without free bits); train_k > 1: the IWAE-k bound (Burda et al. 2016).
+  """
+  opts = options(config)
+  recon, kl_dims = _elbo_terms(config, params, image, rng)
+  kl = jnp.sum(kl_dims, axis=-1)
+  stats = {"nelbo": jnp.mean(recon + kl), "reconstruction": jnp.mean(recon),
+           "kl": jnp.mean(kl)}
+  if opts.train_k > 1:
+    return jnp.mean(negative_iwae(config, params, image, rng, opts.train_k)), stats
+  kl_term = free_bits_kl(kl_dims, opts.free_bits) if opts.free_bits else stats["kl"]
+  return stats["reconstruction"] + beta * kl_term, stats
+
+
 def _nats_to_bits_per_dim(nats, image_shape):
   return nats / (math.prod(image_shape) * math.log(2.0))
 
 
 def train_step(config, state: TrainState, batch):
   image = batch["image"]
+  beta = kl_weight(options(config), state.step)
 
   def loss_fn(params):
-    nelbo, recon, kl = negative_elbo(config, params, image, state.step_rng())
-    return jnp.mean(nelbo), (jnp.mean(recon), jnp.mean(kl))
+    return objective(config, params, image, state.step_rng(), beta)
 
-  (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema_update(state.ema_params, params, config.ema_decay,
-                                                       state.step))
+                                                  state.step))
   metrics = {
-      "train/loss": loss, "train/reconstruction": recon, "train/kl": kl,
-      "train/bits_per_dim": _nats_to_bits_per_dim(loss, image.shape[1:]),
+      "train/loss": loss, "train/nelbo": stats["nelbo"],
+      "train/reconstruction": stats["reconstruction"], "train/kl": stats["kl"],
+      "train/beta": beta,
+      "train/bits_per_dim": _nats_to_bits_per_dim(stats["nelbo"], image.shape[1:]),
       "train/grad_norm": optax.tree.norm(grads),
       "train/learning_rate": optim.schedule(config.optim, config.total_steps)(state.step),
   }
@@ -161,26 +256,60 @@ def eval_metrics(config, state: TrainState, batch, rng):
   return metrics
 
 
-def provenance(config) -> dict:
-  """How eval_metrics' numbers were computed: the data convention and the bounds' details."""
-  if config.model.likelihood == "bernoulli":
-    data = ("dynamically binarised: each pixel ~ Bernoulli(value/255), one fixed draw per "
+def _data_convention(config) -> str:
+  likelihood = config.model.likelihood
+  if likelihood == "bernoulli":
+    return ("dynamically binarised: each pixel ~ Bernoulli(value/255), one fixed draw per "
             "evaluation (seeded by config.seed)")
-  else:
-    data = "8-bit values, no dequantisation: a discrete 256-way likelihood per sub-pixel"
-  return {"likelihood": config.model.likelihood, "data_convention": data,
+  if likelihood == "categorical":
+    return "8-bit values, no dequantisation: a discrete 256-way likelihood per sub-pixel"
+  if likelihood == "logistic_mixture":
+    return (f"8-bit values, no dequantisation: a discrete likelihood, PixelCNN++'s "
+            f"discretised mixture of {config.model.get('num_mixtures', 10)} logistics per "
+            "pixel, edge bins open-ended, RGB means coupled linearly (G on R, B on R and G)")
+  return ("uniformly dequantised: x = (k + u)/256, u ~ U[0, 1) drawn afresh for every "
+          "training and evaluation batch (one fixed draw per evaluation); a Gaussian density "
+          "with a learned mean and variance per sub-pixel; nats include the Jacobian "
+          "H·W·C·ln 256 of the /256 scaling, so they bound the 8-bit NLL from above (in "
+          "expectation over u) and bits/dim compare with the discrete likelihoods'")
+
+
+def _objective_description(opts) -> str:
+  if opts.train_k > 1:
+    return f"IWAE-{opts.train_k} bound"
+  if opts.beta == 1 and not opts.kl_warmup_steps and not opts.free_bits:
+    return "ELBO"
+  return "reconstruction + β·KL" + (" with free bits" if opts.free_bits else "")
+
+
+def provenance(config) -> dict:
+  """How eval_metrics' numbers were computed: the data convention, bounds and objective."""
+  opts = options(config)
+  return {"likelihood": config.model.likelihood, "data_convention": _data_convention(config),
           "nll_units": "nats per image; bits/dim = nats / (H·W·C · ln 2)",
+          "bounds": "ELBO (β = 1, no free bits) and IWAE-k, whatever the training objective",
           "iwae_k": config.evaluation.iwae_k,
+          "train_objective": _objective_description(opts), "train_beta": opts.beta,
+          "train_kl_warmup_steps": opts.kl_warmup_steps,
+          "train_free_bits_nats": opts.free_bits, "train_k": opts.train_k,
           "parameters": "ema" if config.ema_decay else "raw"}
 
 
 def sample(config, state: TrainState, rng, num: int):
-  """Bernoulli: the decoder's mean image in [0, 1]; categorical: sampled 8-bit values."""
+  """Images [num, H, W, C] in the data's normalised range.
+
+  Bernoulli: the decoder's mean image in [0, 1] (a binary draw hides the grey levels the
+  model learned); categorical and logistic mixture: sampled 8-bit int32 values; gaussian:
+  a draw rounded to its 8-bit bin k and returned as k/255, so `images.to_uint8` gives k.
+  """
   model = build_model(config)
   z_rng, pixel_rng = jax.random.split(rng)
   z = jax.random.normal(z_rng, (num, model.latent_dim))
-  logits = model.apply({"params": sampling_params(state)}, z, method=model.decode)
-  logits = logits.astype(jnp.float32)
-  if config.model.likelihood == "bernoulli":
-    return jax.nn.sigmoid(logits)
-  return jax.random.categorical(pixel_rng, logits).astype(jnp.int32)
+  decoded = model.apply({"params": sampling_params(state)}, z, method=model.decode)
+  likelihood = config.model.likelihood
+  if likelihood == "bernoulli":
+    return jax.nn.sigmoid(decoded.astype(jnp.float32))
+  drawn = likelihoods.sample(likelihood, pixel_rng, decoded, config.model.channels)
+  if likelihood == "gaussian":
+    return jnp.clip(jnp.floor(drawn * 256.0), 0.0, 255.0) / 255.0
+  return drawn

@@ -1,5 +1,6 @@
-"""A small convolutional VAE with a Bernoulli or 256-way categorical pixel likelihood."""
+"""A convolutional VAE whose decoder outputs the parameters of a pixel likelihood."""
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -8,16 +9,29 @@ import jax.numpy as jnp
 
 from jaxgen import models
 from jaxgen.errors import UserError
-from jaxgen.models import layers
+from jaxgen.models import layers, likelihoods
 
-_LIKELIHOODS = ("bernoulli", "categorical")
 _HIDDEN = 256
+
+
+class ResBlock(nn.Module):
+  """relu(x + conv3×3(relu(conv3×3(x)))), the ResNet v1 block: [b, H, W, F] -> same shape."""
+  dtype: Any
+  custom_vjp: bool
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(layers.Conv, x.shape[-1], kernel_size=(3, 3), strides=(1, 1),
+                             padding=((1, 1), (1, 1)), dtype=self.dtype,
+                             custom_vjp=self.custom_vjp)
+    return nn.relu(x + conv()(nn.relu(conv()(x))))
 
 
 class Encoder(nn.Module):
   """Images [batch, height, width, channels] -> (mean, log-variance), each [batch, latent_dim]."""
   latent_dim: int
   features: int
+  blocks: int
   dtype: Any
   custom_vjp: bool
 
@@ -26,16 +40,19 @@ class Encoder(nn.Module):
     x = x.astype(self.dtype)
     for width in (self.features, 2 * self.features):
       x = nn.relu(layers.Conv(width, dtype=self.dtype, custom_vjp=self.custom_vjp)(x))
+      for _ in range(self.blocks):
+        x = ResBlock(self.dtype, self.custom_vjp)(x)
     x = nn.relu(nn.Dense(_HIDDEN, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
     mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim, dtype=self.dtype)(x), 2, axis=-1)
     return mean, logvar
 
 
 class Decoder(nn.Module):
-  """Latents [batch, latent_dim] -> logits [batch, height, width, out_features]."""
+  """Latents [batch, latent_dim] -> [batch, height, width, out_features]."""
   image_size: int
   out_features: int
   features: int
+  blocks: int
   dtype: Any
   custom_vjp: bool
 
@@ -45,24 +62,33 @@ class Decoder(nn.Module):
     x = nn.relu(nn.Dense(_HIDDEN, dtype=self.dtype)(z))
     x = nn.relu(nn.Dense(side * side * 2 * self.features, dtype=self.dtype)(x))
     x = x.reshape(z.shape[0], side, side, 2 * self.features)
+    for _ in range(self.blocks):
+      x = ResBlock(self.dtype, self.custom_vjp)(x)
     x = nn.relu(layers.ConvTranspose(self.features, dtype=self.dtype,
                                      custom_vjp=self.custom_vjp)(x))
+    for _ in range(self.blocks):
+      x = ResBlock(self.dtype, self.custom_vjp)(x)
     return layers.ConvTranspose(self.out_features, dtype=self.dtype,
                                 custom_vjp=self.custom_vjp)(x)
 
 
 @models.register("conv_vae")
 class ConvVAE(nn.Module):
-  """Encoder, reparameterised Gaussian latent, decoder to per-pixel logits.
+  """Encoder, reparameterised Gaussian latent, decoder to the likelihood's parameters.
 
-  Inputs x are [batch, image_size, image_size, channels] floats: in {0, 1} for the
-  'bernoulli' likelihood (binarised images), x_int / 255 in [0, 1] for 'categorical'.
-  Logits are [batch, H, W, channels] (Bernoulli) or [batch, H, W, channels, 256]
-  (categorical, one 256-way distribution per sub-pixel).
+  Inputs x are [batch, image_size, image_size, channels] floats in [0, 1] (the family maps
+  each likelihood's data there). The decoder outputs [batch, H, W, P] raw parameters, laid
+  out as `jaxgen.models.likelihoods` reads them, with P = `likelihoods.num_params(
+  likelihood, channels, num_mixtures)`: C for 'bernoulli', 256·C for 'categorical',
+  K·(1 + 2C + C(C−1)/2) for 'logistic_mixture', 2C for 'gaussian'.
 
   Attributes:
     image_size: a multiple of 4 (two stride-2 stages).
-    dtype: computation dtype; parameters stay float32.
+    num_mixtures: K, the logistic mixture's components (ignored by other likelihoods).
+    blocks: residual blocks at each of the two inner resolutions (H/2, H/4), in both the
+      encoder and the decoder; 0 is the plain convolutional VAE.
+    dtype: computation dtype; parameters stay float32. The likelihoods compute in float32,
+      but a bfloat16 decoder output already loses the 2/255 bin resolution near ±1.
     custom_vjp: see `layers.Conv` and `layers.ConvTranspose`.
   """
   image_size: int
@@ -70,6 +96,8 @@ class ConvVAE(nn.Module):
   latent_dim: int = 32
   features: int = 32
   likelihood: str = "bernoulli"
+  num_mixtures: int = 10
+  blocks: int = 0
   dtype: Any = jnp.float32
   custom_vjp: bool = True
 
@@ -77,26 +105,28 @@ class ConvVAE(nn.Module):
     if self.image_size % 4:
       raise UserError(f"conv_vae image_size={self.image_size}: expected a multiple of 4 "
                       "(28, 32, 64, ...)")
-    if self.likelihood not in _LIKELIHOODS:
+    if self.likelihood not in likelihoods.NAMES:
       raise UserError(f"conv_vae likelihood={self.likelihood!r}: expected one of "
-                      f"{', '.join(_LIKELIHOODS)}")
-    self.encoder = Encoder(self.latent_dim, self.features, self.dtype, self.custom_vjp)
-    out = self.channels * (256 if self.likelihood == "categorical" else 1)
-    self.decoder = Decoder(self.image_size, out, self.features, self.dtype, self.custom_vjp)
+                      f"{', '.join(likelihoods.NAMES)}")
+    if self.num_mixtures < 1 or self.blocks < 0:
+      raise UserError(f"conv_vae num_mixtures={self.num_mixtures}, blocks={self.blocks}: "
+                      "expected num_mixtures ≥ 1 and blocks ≥ 0")
+    self.encoder = Encoder(self.latent_dim, self.features, self.blocks, self.dtype,
+                           self.custom_vjp)
+    out = likelihoods.num_params(self.likelihood, self.channels, self.num_mixtures)
+    self.decoder = Decoder(self.image_size, out, self.features, self.blocks, self.dtype,
+                           self.custom_vjp)
 
   def encode(self, x):
     """x [batch, H, W, channels] -> (mean, logvar), each [batch, latent_dim]."""
     return self.encoder(x)
 
   def decode(self, z):
-    """z [batch, latent_dim] -> logits (shape per the likelihood, see the class docstring)."""
-    logits = self.decoder(z)
-    if self.likelihood == "categorical":
-      return logits.reshape(*logits.shape[:-1], self.channels, 256)
-    return logits
+    """z [batch, latent_dim] -> likelihood parameters [batch, H, W, P]."""
+    return self.decoder(z)
 
   def __call__(self, x, rng):
-    """(logits, mean, logvar) with z = mean + exp(logvar / 2)·eps, eps ~ N(0, I) from rng.
+    """(params, mean, logvar) with z = mean + exp(logvar / 2)·eps, eps ~ N(0, I) from rng.
 
     The rng is an argument rather than a Flax rng stream so the caller owns the randomness.
     """

@@ -5,15 +5,32 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxgen import config as config_lib
+from jaxgen.errors import UserError
 from jaxgen.families import vae
 
-SMALL = "experiments/vae_fashion_mnist.py:small"
+BINARY = "experiments/vae_binarized_fashion_mnist.py:small"
+EIGHT_BIT = "experiments/vae_fashion_mnist.py:small"
+TINY = {"model.latent_dim": "8", "model.features": "16"}
+GAUSSIAN = {"model.likelihood": "gaussian", "data.normalize": "unit", "data.dequantize": "true"}
 
 
 def _state(config):
   return vae.init_state(config, jax.random.PRNGKey(0), vae.image_shape(config))
+
+
+def _binary_images(n):
+  return (jax.random.uniform(jax.random.PRNGKey(3), (n, 28, 28, 1)) < 0.3).astype(jnp.float32)
+
+
+def _random_batch(config, n=4):
+  """Images of the config's shape in its data convention, as the pipeline would give them."""
+  shape = (n, *vae.image_shape(config))
+  if config.data.normalize == "integer":
+    return {"image": jax.random.randint(jax.random.PRNGKey(0), shape, 0, 256)}
+  return {"image": jax.random.uniform(jax.random.PRNGKey(0), shape)}
 
 
 def test_kl_matches_closed_form_by_monte_carlo():
@@ -28,9 +45,28 @@ def test_bits_per_dim_is_nats_over_dims_ln2():
   assert vae._nats_to_bits_per_dim(784 * math.log(2.0), (28, 28, 1)) == 1.0
 
 
+def test_kl_warmup_is_linear_from_zero_to_beta():
+  opts = vae.default_options()
+  opts.update(beta=4.0, kl_warmup_steps=10)
+  assert [float(vae.kl_weight(opts, s)) for s in (0, 5, 10, 25)] == [0.0, 2.0, 4.0, 4.0]
+  opts.kl_warmup_steps = 0
+  assert float(vae.kl_weight(opts, 0)) == 4.0
+
+
+def test_free_bits_zero_the_kl_gradient_of_dimensions_below_lambda():
+  # Dimension 0 carries ~0.02 nats, dimension 1 ~2 nats; λ = 0.5 clamps dimension 0 only.
+  mean = jnp.array([[0.2, 2.0], [-0.2, 2.0]])
+  logvar = jnp.zeros((2, 2))
+  kl_dims = vae._kl_per_dim(mean, logvar)
+  np.testing.assert_allclose(vae.free_bits_kl(kl_dims, 0.5), 0.5 + 2.0, rtol=1e-6)
+  grad = jax.grad(lambda m: vae.free_bits_kl(vae._kl_per_dim(m, logvar), 0.5))(mean)
+  np.testing.assert_array_equal(grad[:, 0], 0.0)
+  np.testing.assert_allclose(grad[:, 1], 1.0, rtol=1e-6)  # d/dm of mean(m²/2) over 2 rows.
+
+
 def test_a_fixed_batch_is_overfit():
-  config = config_lib.load(SMALL, {"model.latent_dim": "8", "model.features": "16"})
-  images = (jax.random.uniform(jax.random.PRNGKey(3), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  config = config_lib.load(BINARY, TINY)
+  images = _binary_images(8)
   step = jax.jit(lambda s, b: vae.train_step(config, s, b))
   state, first = step(_state(config), {"image": images})
   for _ in range(150):
@@ -38,20 +74,28 @@ def test_a_fixed_batch_is_overfit():
   assert float(metrics["train/loss"]) < 0.5 * float(first["train/loss"])
 
 
-def test_iwae_bound_is_above_the_elbo_and_tightens_with_k():
-  config = config_lib.load(SMALL, {"model.latent_dim": "8", "model.features": "16"})
-  images = (jax.random.uniform(jax.random.PRNGKey(3), (16, 28, 28, 1)) < 0.3).astype(jnp.float32)
+def test_iwae_bounds_are_below_the_elbo_and_the_k1_objective_is_the_elbo():
+  config = config_lib.load(BINARY, TINY)
+  images = _binary_images(16)
   step = jax.jit(lambda s, b: vae.train_step(config, s, b))
   state = _state(config)
   for _ in range(60):
     state, _ = step(state, {"image": images})
   rng = jax.random.PRNGKey(7)
-  nelbo = float(jnp.mean(vae.negative_elbo(config, state.params, images, rng)[0]))
-  nll = {k: float(jnp.mean(vae.negative_iwae(config, state.params, images, rng, k)))
-         for k in (1, 8, 256)}
+  elbo_fn = jax.jit(lambda p: vae.negative_elbo(config, p, images, rng)[0])
+  iwae_fn = jax.jit(lambda p, k: vae.negative_iwae(config, p, images, rng, k), static_argnums=1)
+  nelbo = float(jnp.mean(elbo_fn(state.params)))
+  nll = {k: float(jnp.mean(iwae_fn(state.params, k))) for k in (1, 8, 256)}
   # Bounds on −log p(x): IWAE-k ≤ ELBO, decreasing in k; k=1 is the ELBO up to noise.
   assert nll[256] < nll[8] < nelbo
   np.testing.assert_allclose(nll[1], nelbo, rtol=0.05)
+  # The training objective: train_k = 1 is exactly the ELBO, train_k = 8 the IWAE-8 bound.
+  iwae_config = config_lib.load(BINARY, {**TINY, "vae.train_k": "8"})
+  for cfg, expected in ((config, nelbo), (iwae_config, nll[8])):
+    loss, stats = jax.jit(lambda p: vae.objective(cfg, p, images, rng, beta=1.0))(state.params)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(stats["nelbo"]) == pytest.approx(nelbo, rel=1e-5)
+  assert nll[8] < nelbo
 
 
 def test_iwae_chunks_are_divisors_within_budget():
@@ -59,23 +103,105 @@ def test_iwae_chunks_are_divisors_within_budget():
   assert vae._iwae_chunk(7, 1 << 30) == 1
 
 
-def test_categorical_likelihood_step_and_sample_are_8_bit():
-  config = config_lib.load(SMALL, {"model.likelihood": "categorical",
-                                   "data.normalize": "integer"})
-  images = jax.random.randint(jax.random.PRNGKey(0), (4, 28, 28, 1), 0, 256)
-  state, metrics = vae.train_step(config, _state(config), {"image": images})
-  # An untrained 256-way softmax is close to uniform: 8 bits per dimension.
-  assert 7.0 < float(metrics["train/bits_per_dim"]) < 10.0
-  samples = vae.sample(config, state, jax.random.PRNGKey(1), 3)
+def _samples(config, state):
+  return jax.jit(lambda s, r: vae.sample(config, s, r, 3))(state, jax.random.PRNGKey(1))
+
+
+@pytest.mark.parametrize("spec,overrides", [
+    (BINARY, {"vae.train_k": "2"}),
+    (EIGHT_BIT, {"vae.free_bits": "0.25", "vae.beta": "2.0"}),
+    ("experiments/vae_mnist.py:small", {"vae.kl_warmup_steps": "100", "vae.free_bits": "1.0"}),
+    ("experiments/vae_cifar10.py:small", {}),
+])
+def test_one_step_per_experiment_and_samples_in_the_data_range(spec, overrides):
+  config = config_lib.load(spec, overrides)
+  state, metrics = jax.jit(lambda s, b: vae.train_step(config, s, b))(_state(config),
+                                                                      _random_batch(config))
+  assert {"train/loss", "train/nelbo", "train/kl", "train/reconstruction",
+          "train/beta"} <= set(metrics)
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  np.testing.assert_allclose(metrics["train/nelbo"],
+                             metrics["train/reconstruction"] + metrics["train/kl"], rtol=1e-6)
+  if config.vae.kl_warmup_steps:  # Step 0 of the warm-up: β = 0, reconstruction only.
+    assert float(metrics["train/beta"]) == 0.0
+    np.testing.assert_allclose(metrics["train/loss"], metrics["train/reconstruction"], rtol=1e-6)
+  samples = _samples(config, state)
+  assert samples.shape == (3, *vae.image_shape(config))
+  if config.model.likelihood == "bernoulli":
+    assert samples.dtype == jnp.float32
+    assert 0.0 <= float(samples.min()) <= float(samples.max()) <= 1.0
+  else:
+    assert samples.dtype == jnp.int32
+    assert 0 <= int(samples.min()) <= int(samples.max()) <= 255
+    # Untrained, a discrete 8-bit likelihood spreads its mass: roughly 8 bits per dimension.
+    assert 7.0 < float(metrics["train/bits_per_dim"]) < 11.0
+
+
+def test_categorical_samples_are_8_bit():
+  config = config_lib.load(EIGHT_BIT, {"model.likelihood": "categorical"})
+  samples = _samples(config, _state(config))
   assert samples.shape == (3, 28, 28, 1) and samples.dtype == jnp.int32
-  assert int(samples.min()) >= 0 and int(samples.max()) <= 255
+  assert 0 <= int(samples.min()) and int(samples.max()) <= 255
 
 
-def test_provenance_states_the_data_convention_and_k():
-  config = config_lib.load(SMALL, {})
-  described = vae.provenance(config)
+def test_gaussian_samples_are_8_bit_values_in_the_unit_range():
+  config = config_lib.load(EIGHT_BIT, GAUSSIAN)
+  samples = _samples(config, _state(config))
+  assert samples.dtype == jnp.float32
+  assert 0.0 <= float(samples.min()) <= float(samples.max()) <= 1.0
+  # k/255, so images.to_uint8 (·255, round) gives back the sampled bin k exactly.
+  np.testing.assert_allclose(samples * 255, jnp.round(samples * 255), atol=1e-4)
+
+
+def test_gaussian_evaluation_dequantises_bin_centres_afresh():
+  config = config_lib.load(EIGHT_BIT, GAUSSIAN)
+  k = jax.random.randint(jax.random.PRNGKey(0), (4, 28, 28, 1), 0, 256)
+  centres = (k + 0.5) / 256.0  # What input_pipeline.eval_dataset gives with dequantize.
+  x, target = vae._inputs(config, centres, jax.random.PRNGKey(1))
+  np.testing.assert_array_equal(jnp.floor(x * 256.0), k)
+  assert float(jnp.std(x * 256.0 - k)) > 0.2  # Uniform noise (std 0.29), not 0.5 everywhere.
+  assert x is target
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"model.likelihood": "logistic_mixture", "data.normalize": "unit"},
+     "logistic_mixture likelihood needs data.normalize='integer'"),
+    ({"model.likelihood": "gaussian", "data.normalize": "unit"},
+     "gaussian likelihood needs data.normalize='unit' and data.dequantize=True"),
+    ({"model.likelihood": "bernoulli", "data.normalize": "integer"},
+     "bernoulli likelihood needs data.normalize='unit'"),
+    ({"model.likelihood": "poisson"}, "likelihood='poisson'"),
+    ({"vae.train_k": "4", "vae.beta": "2.0"}, "vae.train_k=4 trains the IWAE bound"),
+    ({"vae.train_k": "0"}, "vae.train_k=0"),
+    ({"vae.free_bits": "-1.0"}, "vae.free_bits=-1.0"),
+])
+def test_inconsistent_configs_are_one_line_user_errors(overrides, message):
+  config = config_lib.load(EIGHT_BIT, overrides)
+  with pytest.raises(UserError, match=message) as error:
+    vae.build_model(config)
+  assert "\n" not in str(error.value)
+
+
+def test_provenance_states_the_data_convention_objective_and_k():
+  described = vae.provenance(config_lib.load(BINARY, {}))
   assert described["likelihood"] == "bernoulli" and "binarised" in described["data_convention"]
+  assert described["train_objective"] == "ELBO" and described["train_k"] == 1
+  config = config_lib.load(EIGHT_BIT, {"vae.beta": "4.0", "vae.kl_warmup_steps": "50"})
+  described = vae.provenance(config)
   assert described["iwae_k"] == config.evaluation.iwae_k
+  assert "discretised mixture of 2 logistics" in described["data_convention"]
+  assert "no dequantisation" in described["data_convention"]
+  assert described["train_objective"] == "reconstruction + β·KL"
+  assert described["train_beta"] == 4.0 and described["train_kl_warmup_steps"] == 50
+  described = vae.provenance(config_lib.load(EIGHT_BIT, {**GAUSSIAN, "vae.train_k": "5"}))
+  assert "dequantised" in described["data_convention"] and "ln 256" in described["data_convention"]
+  assert described["train_objective"] == "IWAE-5 bound"
+  described = vae.provenance(config_lib.load(EIGHT_BIT, {"model.likelihood": "categorical"}))
+  assert "256-way" in described["data_convention"]
+
+
+def test_configs_saved_before_the_objective_knobs_load_with_defaults():
+  config = config_lib.load(BINARY, {})
   config.unlock()
-  config.model.likelihood, config.data.normalize = "categorical", "integer"
-  assert "no dequantisation" in vae.provenance(config)["data_convention"]
+  del config["vae"]
+  assert vae.options(config) == vae.default_options()

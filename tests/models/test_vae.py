@@ -1,4 +1,6 @@
-"""ConvVAE shapes per likelihood and resolution, reparameterisation, and the dtype knob."""
+"""ConvVAE shapes per likelihood and resolution, residual blocks, reparameterisation, dtype."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxgen.errors import UserError
-from jaxgen.models import vae
+from jaxgen.models import likelihoods, vae
 
 
 def _shapes(model, x):
@@ -20,14 +22,39 @@ def _shapes(model, x):
 
 
 @pytest.mark.parametrize("image_size", [28, 32, 64])
-@pytest.mark.parametrize("likelihood,channels,logits_tail", [("bernoulli", 1, (1,)),
-                                                            ("categorical", 3, (3, 256))])
-def test_output_shapes(image_size, likelihood, channels, logits_tail):
-  model = vae.ConvVAE(image_size, channels, latent_dim=4, features=8, likelihood=likelihood)
+@pytest.mark.parametrize("likelihood,channels,per_pixel", [
+    ("bernoulli", 1, 1), ("categorical", 3, 3 * 256), ("logistic_mixture", 3, 10 * 5),
+    ("logistic_mixture", 1, 3 * 5), ("gaussian", 3, 6)])
+def test_output_shapes(image_size, likelihood, channels, per_pixel):
+  model = vae.ConvVAE(image_size, channels, latent_dim=4, features=8, likelihood=likelihood,
+                      num_mixtures=5)
   x = jax.ShapeDtypeStruct((2, image_size, image_size, channels), jnp.float32)
-  logits, mean, logvar, decoded = _shapes(model, x)
-  assert logits == decoded == (2, image_size, image_size, *logits_tail)
+  out, mean, logvar, decoded = _shapes(model, x)
+  assert per_pixel == likelihoods.num_params(likelihood, channels, 5)
+  assert out == decoded == (2, image_size, image_size, per_pixel)
   assert mean == logvar == (2, 4)
+
+
+def _param_count(**kwargs):
+  model = vae.ConvVAE(**{"image_size": 28, "channels": 1, **kwargs})
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)),
+                                             jax.random.PRNGKey(1)))
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes))
+
+
+def test_residual_blocks_add_two_3x3_convolutions_per_block_and_resolution():
+  assert _param_count() == 1_700_609  # The default architecture, as before blocks existed.
+  # Per block: two 3×3 convolutions with biases, at widths 32 (H/2) and 64 (H/4), in the
+  # encoder and the decoder.
+  per_block = 2 * (2 * (9 * 32 * 32 + 32) + 2 * (9 * 64 * 64 + 64))
+  assert _param_count(blocks=2) == 1_700_609 + 2 * per_block
+
+
+def test_residual_vae_keeps_its_shapes():
+  model = vae.ConvVAE(32, 3, latent_dim=4, features=8, likelihood="gaussian", blocks=2)
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  out, mean, _, _ = _shapes(model, x)
+  assert out == (2, 32, 32, 6) and mean == (2, 4)
 
 
 def _model_and_params(**kwargs):
@@ -61,13 +88,15 @@ def test_the_rng_argument_alone_controls_the_noise():
 def test_bfloat16_computation_keeps_float32_params():
   model, params, x = _model_and_params(likelihood="categorical", dtype=jnp.bfloat16)
   logits, mean, logvar = model.apply({"params": params}, x, jax.random.PRNGKey(3))
-  assert logits.shape == (3, 28, 28, 1, 256)
+  assert logits.shape == (3, 28, 28, 256)
   assert logits.dtype == mean.dtype == logvar.dtype == jnp.bfloat16
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
 
 
 @pytest.mark.parametrize("kwargs,message", [(dict(image_size=30), "image_size=30"),
-                                            (dict(likelihood="gaussian"), "likelihood='gaussian'")])
+                                            (dict(likelihood="poisson"), "likelihood='poisson'"),
+                                            (dict(num_mixtures=0), "num_mixtures=0"),
+                                            (dict(blocks=-1), "blocks=-1")])
 def test_bad_configuration_is_a_user_error(kwargs, message):
   model = vae.ConvVAE(**{"image_size": 28, "channels": 1, **kwargs})
   size = model.image_size
