@@ -18,6 +18,18 @@ def to_uint8(images: np.ndarray, normalize: str) -> np.ndarray:
   return np.clip(np.round(images), 0, 255).astype(np.uint8)
 
 
+def from_uint8(images: np.ndarray, normalize: str) -> np.ndarray:
+  """uint8 [n, H, W, C] -> float32 in the data's normalised range (the inverse of to_uint8)."""
+  images = np.asarray(images, dtype=np.float32)
+  if normalize == "symmetric":
+    return images / 127.5 - 1.0
+  if normalize == "unit":
+    return images / 255.0
+  if normalize != "integer":
+    raise ValueError(f"unknown normalize mode {normalize!r}")
+  return images
+
+
 def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
   """Tiles uint8 [n, H, W, C] into one [rows·(H+pad)+pad, cols·(W+pad)+pad, C] image."""
   n, h, w, c = images.shape

@@ -81,6 +81,36 @@ def interpolation_uint8(config, family, mesh, state, num: int, steps: int, mode:
   return images.to_uint8(generated, config.data.normalize)
 
 
+def reconstruction_uint8(config, family, mesh, state, num: int, seed: int) -> np.ndarray:
+  """The first `num` eval-split images, each followed by its reconstruction: uint8
+  [2 * num, H, W, C]."""
+  if not hasattr(family, "reconstruct"):
+    raise UserError(f"--reconstruct: the {config.family} family has no encoder")
+  if num < 1:
+    raise UserError(f"--num={num}: expected a positive number of images")
+  real = train.load_data(config, family, config.data.eval_split).images[:num]
+  run = jax.jit(lambda state, x, rng: family.reconstruct(config, state, x, rng))
+  with jax.set_mesh(mesh):
+    out = jax.device_get(run(state, images.from_uint8(real, config.data.normalize),
+                             jax.random.PRNGKey(seed)))
+  recon = images.to_uint8(out, config.data.normalize)
+  return np.stack([real, recon], axis=1).reshape(2 * len(real), *real.shape[1:])
+
+
+def traversal_uint8(config, family, mesh, state, num: int, steps: int, seed: int) -> np.ndarray:
+  """Latent traversals of the first `num` latent dimensions, `steps` images each: uint8
+  [num * steps, H, W, C]."""
+  if not hasattr(family, "traverse"):
+    raise UserError(f"--traverse: the {config.family} family has no latent dimensions to "
+                    "traverse; try --interpolate")
+  if num < 1 or steps < 2:
+    raise UserError(f"--num={num} --steps={steps}: expected at least 1 row of 2 images")
+  run = jax.jit(lambda state, rng: family.traverse(config, state, rng, num, steps))
+  with jax.set_mesh(mesh):
+    out = jax.device_get(run(state, jax.random.PRNGKey(seed)))
+  return images.to_uint8(out, config.data.normalize)
+
+
 def _round_up(n, k):
   return -(-n // k) * k
 

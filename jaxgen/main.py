@@ -27,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
                       "cycle through the classes, one per grid column)")
   sample.add_argument("--interpolate", choices=("linear", "spherical"), default=None,
                       help="write --num latent interpolation strips of --steps images instead")
-  sample.add_argument("--steps", type=int, default=10, help="images per interpolation strip")
+  sample.add_argument("--reconstruct", action="store_true",
+                      help="VAEs: the first --num eval images, each beside its reconstruction")
+  sample.add_argument("--traverse", action="store_true",
+                      help="VAEs: vary each of the first --num latent dimensions over --steps")
+  sample.add_argument("--steps", type=int, default=10,
+                      help="images per interpolation strip or traversal row")
   evaluate = commands.add_parser("evaluate", help="print test metrics of a workdir as JSON")
   evaluate.add_argument("--workdir", required=True)
   features = commands.add_parser(
@@ -84,7 +89,16 @@ def run(argv: list[str]) -> int:
   from jaxgen import families, inference
   config, family, mesh, state = inference.restore(args.workdir)
   if args.command == "sample":
-    if args.interpolate:
+    if sum(map(bool, (args.interpolate, args.reconstruct, args.traverse))) > 1:
+      raise UserError("--interpolate, --reconstruct and --traverse: pick one")
+    if args.reconstruct:
+      samples = inference.reconstruction_uint8(config, family, mesh, state, args.num, args.seed)
+      columns = 16  # Eight (input, reconstruction) pairs per row.
+    elif args.traverse:
+      samples = inference.traversal_uint8(config, family, mesh, state, args.num, args.steps,
+                                          args.seed)
+      columns = args.steps
+    elif args.interpolate:
       samples = inference.interpolation_uint8(config, family, mesh, state, args.num, args.steps,
                                               args.interpolate, args.seed, args.label)
       columns = args.steps

@@ -305,11 +305,40 @@ def sample(config, state: TrainState, rng, num: int):
   model = build_model(config)
   z_rng, pixel_rng = jax.random.split(rng)
   z = jax.random.normal(z_rng, (num, model.latent_dim))
+  return _decode_to_images(config, state, z, pixel_rng)
+
+
+def _decode_to_images(config, state, z, rng):
+  """Latents [n, latent_dim] -> images in the data's normalised range, as `sample` returns."""
+  model = build_model(config)
   decoded = model.apply({"params": sampling_params(state)}, z, method=model.decode)
   likelihood = config.model.likelihood
   if likelihood == "bernoulli":
     return jax.nn.sigmoid(decoded.astype(jnp.float32))
-  drawn = likelihoods.sample(likelihood, pixel_rng, decoded, config.model.channels)
+  drawn = likelihoods.sample(likelihood, rng, decoded, config.model.channels)
   if likelihood == "gaussian":
     return jnp.clip(jnp.floor(drawn * 256.0), 0.0, 255.0) / 255.0
   return drawn
+
+
+def reconstruct(config, state: TrainState, image, rng):
+  """Images [b, H, W, C] in the data's normalised range -> their reconstructions, decoded
+  from the posterior mean (the input binarised or dequantised as in training)."""
+  model = build_model(config)
+  input_rng, pixel_rng = jax.random.split(rng)
+  x, _ = _inputs(config, image, input_rng)
+  mean, _ = model.apply({"params": sampling_params(state)}, x, method=model.encode)
+  return _decode_to_images(config, state, mean, pixel_rng)
+
+
+def traverse(config, state: TrainState, rng, num_dims: int, steps: int, span: float = 3.0):
+  """Latent traversals [num_dims * steps, H, W, C]: row d moves latent dimension d over
+  [-span, span] from one random z, the other dimensions held fixed."""
+  model = build_model(config)
+  z_rng, pixel_rng = jax.random.split(rng)
+  num_dims = min(num_dims, model.latent_dim)
+  z = jnp.tile(jax.random.normal(z_rng, (1, 1, model.latent_dim)), (num_dims, steps, 1))
+  values = jnp.linspace(-span, span, steps)
+  z = z.at[jnp.arange(num_dims)[:, None], jnp.arange(steps)[None], jnp.arange(num_dims)[:, None]
+           ].set(values[None])
+  return _decode_to_images(config, state, z.reshape(num_dims * steps, -1), pixel_rng)
