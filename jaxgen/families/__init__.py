@@ -14,9 +14,9 @@ GAN updates two networks) plugs in without special cases.
 import types
 
 from jaxgen.errors import UserError
-from jaxgen.families import gan, vae
+from jaxgen.families import autoregressive, gan, vae
 
-_FAMILIES = {"gan": gan, "vae": vae}
+_FAMILIES = {"autoregressive": autoregressive, "gan": gan, "vae": vae}
 
 
 def get(name: str) -> types.ModuleType:

@@ -39,6 +39,7 @@ def default_options() -> ml_collections.ConfigDict:
       kl_warmup_steps=0,   # β rises linearly from 0 to `beta` over these steps; 0 = off.
       free_bits=0.0,       # λ nats: each latent dimension's batch-mean KL counts as ≥ λ; 0 = off.
       train_k=1,           # Samples of the IWAE training bound; 1 = the ELBO (with β, free bits).
+      commitment_cost=0.25,  # VQ-VAE only: weight of ‖z_e − sg(z_q)‖² (the paper's β).
   ))
 
 
@@ -65,6 +66,9 @@ def _check_objective(opts) -> None:
 def build_model(config):
   kwargs = dict(config.model)
   name = kwargs.pop("name")
+  if not hasattr(models.get(name), "elbo_terms"):
+    raise UserError(f"model.name={name!r} is not a VAE: the vae family takes conv_vae, hvae "
+                    "or vqvae")
   likelihood = kwargs.get("likelihood")
   likelihoods.check(likelihood)
   normalize, dequantize = _DATA[likelihood]
@@ -72,8 +76,13 @@ def build_model(config):
     raise UserError(f"the {likelihood} likelihood needs data.normalize={normalize!r} and "
                     f"data.dequantize={dequantize}, got {config.data.normalize!r}/"
                     f"{config.data.dequantize}: set both, or pick another model.likelihood")
-  _check_objective(options(config))
-  return models.get(name)(**kwargs)
+  opts = options(config)
+  _check_objective(opts)
+  model = models.get(name)(**kwargs)
+  if model.posterior == "deterministic" and opts.train_k > 1:
+    raise UserError(f"vae.train_k={opts.train_k}: {name}'s posterior is deterministic, so its "
+                    "IWAE bound is its ELBO; set vae.train_k=1")
+  return model
 
 
 def _optimizer(config):
@@ -88,10 +97,18 @@ def image_shape(config) -> tuple[int, int, int]:
 def init_state(config, rng, image_shape) -> TrainState:
   model = build_model(config)
   params_rng, z_rng, run_rng = jax.random.split(rng, 3)
-  params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), z_rng)["params"]
+  variables = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), z_rng,
+                         method=model.elbo_terms)
+  params = variables["params"]
+  # VQ-VAE's EMA codebook ('batch_stats'); empty for the Gaussian models.
+  model_state = {name: value for name, value in variables.items() if name != "params"}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=_optimizer(config).init(params), model_state={},
+                    opt_state=_optimizer(config).init(params), model_state=model_state,
                     ema_params=init_ema(params, config.ema_decay), rng=run_rng)
+
+
+def _variables(params, model_state):
+  return {"params": params, **(model_state or {})}
 
 
 def _inputs(config, image, rng):
@@ -125,18 +142,23 @@ def _kl_nats(mean, logvar):
   return jnp.sum(_kl_per_dim(mean, logvar), axis=-1)
 
 
-def _elbo_terms(config, params, image, rng):
-  """(reconstruction nats [b], KL nats per latent dimension [b, latent])."""
+def _elbo_terms(config, params, image, rng, model_state=None, train=False):
+  """(reconstruction nats [b], KL nats per latent dimension [b, D], aux metrics, model state
+  after the step: VQ-VAE's codebook moves when train is set)."""
   input_rng, z_rng = jax.random.split(rng)
   x, target = _inputs(config, image, input_rng)
-  decoded, mean, logvar = build_model(config).apply({"params": params}, x, z_rng)
+  model = build_model(config)
+  mutable = list(model_state) if train and model_state else False
+  out = model.apply(_variables(params, model_state), x, z_rng, train, method=model.elbo_terms,
+                    mutable=mutable)
+  (decoded, kl_dims, aux), model_state = out if mutable else (out, model_state)
   recon = _reconstruction_nats(config.model.likelihood, decoded, target)
-  return recon, _kl_per_dim(mean.astype(jnp.float32), logvar.astype(jnp.float32))
+  return recon, kl_dims.astype(jnp.float32), aux, model_state
 
 
-def negative_elbo(config, params, image, rng):
+def negative_elbo(config, params, image, rng, model_state=None):
   """Per-example (−ELBO, reconstruction, KL), all in nats, each [b]."""
-  recon, kl_dims = _elbo_terms(config, params, image, rng)
+  recon, kl_dims, _, _ = _elbo_terms(config, params, image, rng, model_state)
   kl = jnp.sum(kl_dims, axis=-1)
   return recon + kl, recon, kl
 
@@ -147,38 +169,63 @@ def _iwae_chunk(k: int, per_sample_floats: int, budget: int = 1 << 26) -> int:
   return max(fits, default=1)
 
 
-def negative_iwae(config, params, image, rng, k: int):
+def negative_iwae(config, params, image, rng, k: int, model_state=None):
   """−log (1/k Σᵢ p(x, zᵢ)/q(zᵢ|x)) per example [b], in nats: the IWAE-k bound on −log p(x).
 
   Uses the same input draw as `negative_elbo` for the same rng, so the two compare per
   example; the k samples stream through a scan in chunks with a running logsumexp, so
   memory is bounded whatever k is. Differentiable: with a small k it is the IWAE
-  training objective.
+  training objective. A deterministic posterior (VQ-VAE) makes every weight the same, so
+  the bound is the ELBO.
   """
+  model = build_model(config)
+  if model.posterior == "deterministic":
+    return negative_elbo(config, params, image, rng, model_state)[0]
   input_rng, z_rng = jax.random.split(rng)
   x, target = _inputs(config, image, input_rng)
-  model = build_model(config)
-  mean, logvar = model.apply({"params": params}, x, method=model.encode)
-  mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
-  b, latent = mean.shape
+  variables = _variables(params, model_state)
+  b = image.shape[0]
   out_floats = math.prod(image.shape[1:3]) * likelihoods.num_params(
       config.model.likelihood, image.shape[-1], config.model.get("num_mixtures", 10))
   chunk = _iwae_chunk(k, b * out_floats)
-  tiled = jnp.broadcast_to(target, (chunk, *target.shape)).reshape(chunk * b, *target.shape[1:])
-  log_norm = latent * math.log(2 * math.pi)
+  tile = lambda v: jnp.broadcast_to(v, (chunk, *v.shape)).reshape(chunk * b, *v.shape[1:])
+  tiled = tile(target)
+  log_weights = (_gaussian_log_weights(model, variables, x, chunk)
+                 if model.posterior == "gaussian" else
+                 _joint_log_weights(model, variables, tile(x)))
 
   def body(total, key):
-    eps = jax.random.normal(key, (chunk, b, latent))
-    z = mean + jnp.exp(0.5 * logvar) * eps
-    decoded = model.apply({"params": params}, z.reshape(chunk * b, latent), method=model.decode)
+    decoded, log_ratio = log_weights(key)
     log_px = -_reconstruction_nats(config.model.likelihood, decoded, tiled)
-    log_pz = -0.5 * (jnp.sum(z ** 2, -1) + log_norm)
-    log_qz = -0.5 * (jnp.sum(eps ** 2 + logvar, -1) + log_norm)
-    log_w = log_px.reshape(chunk, b) + log_pz - log_qz
+    log_w = (log_px + log_ratio).reshape(chunk, b)
     return jnp.logaddexp(total, jax.nn.logsumexp(log_w, axis=0)), None
 
   total, _ = jax.lax.scan(body, jnp.full((b,), -jnp.inf), jax.random.split(z_rng, k // chunk))
   return -(total - math.log(k))
+
+
+def _gaussian_log_weights(model, variables, x, chunk):
+  """key -> (decoded [chunk·b, ...], log p(z) − log q(z|x) [chunk·b]) for one Gaussian
+  latent: the encoder runs once, only the decoder once per sample."""
+  mean, logvar = model.apply(variables, x, method=model.encode)
+  mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
+  b, latent = mean.shape
+  log_norm = latent * math.log(2 * math.pi)
+
+  def log_weights(key):
+    eps = jax.random.normal(key, (chunk, b, latent))
+    z = mean + jnp.exp(0.5 * logvar) * eps
+    decoded = model.apply(variables, z.reshape(chunk * b, latent), method=model.decode)
+    log_pz = -0.5 * (jnp.sum(z ** 2, -1) + log_norm)
+    log_qz = -0.5 * (jnp.sum(eps ** 2 + logvar, -1) + log_norm)
+    return decoded, (log_pz - log_qz).reshape(chunk * b)
+  return log_weights
+
+
+def _joint_log_weights(model, variables, tiled_x):
+  """key -> the same for a model that draws whole joint samples (the hierarchical VAE):
+  each of the chunk copies of x gets its own draw of every level."""
+  return lambda key: model.apply(variables, tiled_x, key, method=model.log_weight_terms)
 
 
 def kl_weight(opts, step):
@@ -198,21 +245,28 @@ def free_bits_kl(kl_dims, free_bits: float):
   return jnp.sum(jnp.maximum(jnp.mean(kl_dims, axis=0), free_bits))
 
 
-def objective(config, params, image, rng, beta):
-  """(the loss the step minimises [], batch means {'nelbo', 'reconstruction', 'kl'} in nats).
+def objective(config, params, image, rng, beta, model_state=None):
+  """(the loss the step minimises [], (batch means {'nelbo', 'reconstruction', 'kl', ...} in
+  nats, the model state after the step)).
 
   train_k = 1: reconstruction + β·KL, the KL clamped per dimension by free bits when set (the
   ELBO at β = 1 without free bits); train_k > 1: the IWAE-k bound (Burda et al. 2016).
+  VQ-VAE adds commitment_cost times its commitment loss, and reports its codebook usage.
   """
   opts = options(config)
-  recon, kl_dims = _elbo_terms(config, params, image, rng)
+  recon, kl_dims, aux, model_state = _elbo_terms(config, params, image, rng, model_state,
+                                                 train=True)
   kl = jnp.sum(kl_dims, axis=-1)
   stats = {"nelbo": jnp.mean(recon + kl), "reconstruction": jnp.mean(recon),
-           "kl": jnp.mean(kl)}
+           "kl": jnp.mean(kl), **aux}
   if opts.train_k > 1:
-    return jnp.mean(negative_iwae(config, params, image, rng, opts.train_k)), stats
+    return jnp.mean(negative_iwae(config, params, image, rng, opts.train_k)), (stats,
+                                                                                model_state)
   kl_term = free_bits_kl(kl_dims, opts.free_bits) if opts.free_bits else stats["kl"]
-  return stats["reconstruction"] + beta * kl_term, stats
+  loss = stats["reconstruction"] + beta * kl_term
+  if "commitment" in aux:
+    loss = loss + opts.commitment_cost * aux["commitment"]
+  return loss, (stats, model_state)
 
 
 def _nats_to_bits_per_dim(nats, image_shape):
@@ -224,13 +278,13 @@ def train_step(config, state: TrainState, batch):
   beta = kl_weight(options(config), state.step)
 
   def loss_fn(params):
-    return objective(config, params, image, state.step_rng(), beta)
+    return objective(config, params, image, state.step_rng(), beta, state.model_state)
 
-  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            ema_params=ema_update(state.ema_params, params, config.ema_decay,
+                            model_state=model_state, ema_params=ema_update(state.ema_params, params, config.ema_decay,
                                                   state.step))
   metrics = {
       "train/loss": loss, "train/nelbo": stats["nelbo"],
@@ -240,17 +294,21 @@ def train_step(config, state: TrainState, batch):
       "train/grad_norm": optax.tree.norm(grads),
       "train/learning_rate": optim.schedule(config.optim, config.total_steps)(state.step),
   }
+  # VQ-VAE: the commitment loss, and the batch's codebook perplexity and codes in use.
+  metrics.update({f"train/{name}": value for name, value in stats.items()
+                  if name not in ("nelbo", "reconstruction", "kl")})
   return new_state, metrics
 
 
 def eval_metrics(config, state: TrainState, batch, rng):
   image = batch["image"]
-  nelbo, recon, kl = negative_elbo(config, sampling_params(state), image, rng)
+  nelbo, recon, kl = negative_elbo(config, sampling_params(state), image, rng,
+                                   state.model_state)
   metrics = {"nelbo_nats": nelbo, "reconstruction_nats": recon, "kl_nats": kl,
              "bits_per_dim": _nats_to_bits_per_dim(nelbo, image.shape[1:])}
   k = config.evaluation.iwae_k
   if k:
-    nll = negative_iwae(config, sampling_params(state), image, rng, k)
+    nll = negative_iwae(config, sampling_params(state), image, rng, k, state.model_state)
     metrics.update({f"iwae{k}_nll_nats": nll,
                     f"iwae{k}_bits_per_dim": _nats_to_bits_per_dim(nll, image.shape[1:])})
   return metrics
@@ -296,7 +354,7 @@ def provenance(config) -> dict:
 
 
 def sample(config, state: TrainState, rng, num: int):
-  """Images [num, H, W, C] in the data's normalised range.
+  """Images [num, H, W, C] in the data's normalised range, latents drawn from the prior.
 
   Bernoulli: the decoder's mean image in [0, 1] (a binary draw hides the grey levels the
   model learned); categorical and logistic mixture: sampled 8-bit int32 values; gaussian:
@@ -304,14 +362,13 @@ def sample(config, state: TrainState, rng, num: int):
   """
   model = build_model(config)
   z_rng, pixel_rng = jax.random.split(rng)
-  z = jax.random.normal(z_rng, (num, model.latent_dim))
-  return _decode_to_images(config, state, z, pixel_rng)
+  decoded = model.apply(_variables(sampling_params(state), state.model_state), z_rng, num,
+                        method=model.sample_params)
+  return _to_images(config, decoded, pixel_rng)
 
 
-def _decode_to_images(config, state, z, rng):
-  """Latents [n, latent_dim] -> images in the data's normalised range, as `sample` returns."""
-  model = build_model(config)
-  decoded = model.apply({"params": sampling_params(state)}, z, method=model.decode)
+def _to_images(config, decoded, rng):
+  """Likelihood parameters -> images in the data's normalised range, as `sample` returns."""
   likelihood = config.model.likelihood
   if likelihood == "bernoulli":
     return jax.nn.sigmoid(decoded.astype(jnp.float32))
@@ -327,18 +384,24 @@ def reconstruct(config, state: TrainState, image, rng):
   model = build_model(config)
   input_rng, pixel_rng = jax.random.split(rng)
   x, _ = _inputs(config, image, input_rng)
-  mean, _ = model.apply({"params": sampling_params(state)}, x, method=model.encode)
-  return _decode_to_images(config, state, mean, pixel_rng)
+  decoded = model.apply(_variables(sampling_params(state), state.model_state), x,
+                        method=model.reconstruct_params)
+  return _to_images(config, decoded, pixel_rng)
 
 
 def traverse(config, state: TrainState, rng, num_dims: int, steps: int, span: float = 3.0):
   """Latent traversals [num_dims * steps, H, W, C]: row d moves latent dimension d over
   [-span, span] from one random z, the other dimensions held fixed."""
   model = build_model(config)
+  if model.posterior != "gaussian":
+    raise UserError(f"latent traversals need one Gaussian latent vector (model conv_vae); "
+                    f"{config.model.name} has none: use --reconstruct or plain samples")
   z_rng, pixel_rng = jax.random.split(rng)
   num_dims = min(num_dims, model.latent_dim)
   z = jnp.tile(jax.random.normal(z_rng, (1, 1, model.latent_dim)), (num_dims, steps, 1))
   values = jnp.linspace(-span, span, steps)
   z = z.at[jnp.arange(num_dims)[:, None], jnp.arange(steps)[None], jnp.arange(num_dims)[:, None]
            ].set(values[None])
-  return _decode_to_images(config, state, z.reshape(num_dims * steps, -1), pixel_rng)
+  decoded = model.apply({"params": sampling_params(state)}, z.reshape(num_dims * steps, -1),
+                        method=model.decode)
+  return _to_images(config, decoded, pixel_rng)

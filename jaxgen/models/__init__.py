@@ -31,4 +31,4 @@ def names() -> tuple[str, ...]:
 
 
 # Imported last: each registers its models with the decorator defined above.
-from jaxgen.models import dcgan, pixelcnn, resnet_gan, rowlstm, vae  # noqa: E402,F401
+from jaxgen.models import dcgan, hvae, pixelcnn, resnet_gan, rowlstm, vae, vqvae  # noqa: E402,F401

@@ -18,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models import layers
+from jaxgen import models
+from jaxgen.models import layers, likelihoods, vae
 
 _HIDDEN = 256
 
@@ -36,24 +37,31 @@ def _gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
   return jnp.sum(per_dim.reshape(mean_q.shape[0], -1), axis=-1)
 
 
+@models.register("hvae")
 class HierarchicalVAE(nn.Module):
-  """Images [b, H, W, C] -> per-pixel likelihood parameters [b, H, W, out_features].
+  """Images [b, H, W, C] in [0, 1] -> per-pixel likelihood parameters [b, H, W, P].
 
   Attributes:
     image_size: a multiple of 4.
-    out_features: likelihood parameters per pixel (set by the family from the likelihood).
+    likelihood, num_mixtures: the pixel likelihood, as `vae.ConvVAE`'s; they set P.
     latent_dim: size of the top latent z2.
     latent_channels: channels of the spatial lower latent z1 [b, H/4, W/4, latent_channels].
   """
   image_size: int
   channels: int
-  out_features: int
+  likelihood: str = "bernoulli"
+  num_mixtures: int = 10
   latent_dim: int = 32
   latent_channels: int = 8
   features: int = 32
   dtype: Any = jnp.float32
 
+  # Two Gaussian levels: IWAE draws whole joint samples through `log_weight_terms`.
+  posterior = "hierarchical"
+
   def setup(self):
+    vae.check_output("hvae", self.image_size, self.likelihood, self.num_mixtures)
+    out_features = likelihoods.num_params(self.likelihood, self.channels, self.num_mixtures)
     conv = lambda w: layers.Conv(w, dtype=self.dtype)
     side = self.image_size // 4
     self.up = [conv(self.features), conv(2 * self.features)]         # x -> [b, s, s, 2f]
@@ -64,7 +72,7 @@ class HierarchicalVAE(nn.Module):
     self.q_low = nn.Conv(2 * self.latent_channels, (3, 3), dtype=self.dtype)  # [h1,d1] -> q
     self.merge = nn.Conv(2 * self.features, (3, 3), dtype=self.dtype)  # [z1, d1] -> decoder
     self.down = [layers.ConvTranspose(self.features, dtype=self.dtype),
-                 layers.ConvTranspose(self.out_features, dtype=self.dtype)]
+                 layers.ConvTranspose(out_features, dtype=self.dtype)]
 
   def _bottom_up(self, x):
     h = x.astype(self.dtype)
@@ -86,14 +94,16 @@ class HierarchicalVAE(nn.Module):
     h = nn.relu(self.down[0](h))
     return self.down[1](h)
 
-  def _posterior(self, x, rng):
+  def _posterior(self, x, rng, deterministic: bool = False):
     """One joint sample from q(z2, z1 | x), with every density's parameters."""
-    rng2, rng1 = jax.random.split(rng)
+    rng2, rng1 = (None, None) if deterministic else jax.random.split(rng)
     h1, mean2, logvar2 = self._bottom_up(x)
-    z2 = mean2 + jnp.exp(0.5 * logvar2) * jax.random.normal(rng2, mean2.shape, mean2.dtype)
+    z2 = mean2 if deterministic else (
+        mean2 + jnp.exp(0.5 * logvar2) * jax.random.normal(rng2, mean2.shape, mean2.dtype))
     d1, prior_mean1, prior_logvar1 = self._prior_low(z2)
     mean1, logvar1 = jnp.split(self.q_low(jnp.concatenate([h1, d1], axis=-1)), 2, axis=-1)
-    z1 = mean1 + jnp.exp(0.5 * logvar1) * jax.random.normal(rng1, mean1.shape, mean1.dtype)
+    z1 = mean1 if deterministic else (
+        mean1 + jnp.exp(0.5 * logvar1) * jax.random.normal(rng1, mean1.shape, mean1.dtype))
     f32 = lambda *xs: [v.astype(jnp.float32) for v in xs]
     return (f32(z2, mean2, logvar2), f32(z1, mean1, logvar1, prior_mean1, prior_logvar1),
             self.decode(z1, d1))
@@ -104,6 +114,19 @@ class HierarchicalVAE(nn.Module):
     kl_top = _gaussian_kl(m2, lv2, jnp.zeros_like(m2), jnp.zeros_like(lv2))
     kl_low = _gaussian_kl(m1, lv1, pm1, plv1)
     return out, kl_top + kl_low
+
+  def elbo_terms(self, x, rng, train: bool = False):
+    """(likelihood parameters, KL per latent dimension [b, latent_dim + s·s·latent_channels],
+    aux metrics {}): both levels' closed-form KLs at one sample, z2's then z1's."""
+    del train  # No state to update.
+    (z2, m2, lv2), (z1, m1, lv1, pm1, plv1), out = self._posterior(x, rng)
+    kl_top = 0.5 * (jnp.exp(lv2) + m2 ** 2 - 1.0 - lv2)
+    kl_low = 0.5 * (plv1 - lv1 + (jnp.exp(lv1) + (m1 - pm1) ** 2) * jnp.exp(-plv1) - 1.0)
+    return out, jnp.concatenate([kl_top, kl_low.reshape(x.shape[0], -1)], axis=-1), {}
+
+  def reconstruct_params(self, x):
+    """Likelihood parameters decoded from the posterior means (z2's, then z1's given it)."""
+    return self._posterior(x, None, deterministic=True)[2]
 
   def log_weight_terms(self, x, rng):
     """(likelihood parameters, log p(z1, z2) - log q(z1, z2 | x) [b]) for one sample: the

@@ -21,6 +21,13 @@ How: every feature map's channels are split into contiguous groups, one per sub-
 first layer, which reads the image) or ≤ c (mask 'B', every later layer). 'pixel' mode is
 the one-group case, so its first layer hides the whole centre pixel. Masked taps are exact
 zeros: causality holds exactly, not approximately, as tests/models/test_pixelcnn.py checks.
+
+Row mode, for fast sampling: every network also takes one row x [batch, 1, width, channels]
+with its index `row`, and returns that row's parameters, given every earlier row as the
+network saw it on earlier calls. Each layer that reads rows above keeps a ring buffer of its
+own inputs' last rows in the mutable 'cache' collection (`row_window`), so a call costs one
+row's work instead of the whole image's. Called for rows 0, 1, ... in order (a row may be
+called again, as its pixels fill in), it returns exactly the full network's row.
 """
 
 import functools
@@ -76,6 +83,16 @@ def causal_mask(kernel_size: tuple[int, int], centre: tuple[int, int], mask: str
   return (before[..., None, None] | (at_centre[..., None, None] & centre_mask)).astype(np.float32)
 
 
+def row_window(module: nn.Module, x_row, row, rows: int, name: str = "rows"):
+  """Input rows row-rows+1 .. row [b, rows, W, c] of a layer called row by row, zeros above
+  the image: x_row [b, 1, W, c] goes into slot row % rows of a ring buffer in `module`'s
+  'cache' collection, overwriting the row `rows` back, which no later call needs."""
+  buffer = module.variable("cache", name, jnp.zeros, (x_row.shape[0], rows, *x_row.shape[2:]),
+                           x_row.dtype)
+  buffer.value = lax.dynamic_update_slice_in_dim(buffer.value, x_row, row % rows, axis=1)
+  return jnp.take(buffer.value, (row - rows + 1 + jnp.arange(rows)) % rows, axis=1)
+
+
 class MaskedConv(nn.Module):
   """A stride-1 convolution [b, H, W, in] -> [b, H, W, features] that reads only the past.
 
@@ -103,7 +120,9 @@ class MaskedConv(nn.Module):
   precision: Any = None
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, row=None):
+    """x [b, H, W, in] -> [b, H, W, features]; in row mode (see the module docstring) x is
+    row `row`, [b, 1, W, in], and so is the output."""
     kh, kw = self.kernel_size
     ch, cw = self.centre or (kh // 2, kw // 2)
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
@@ -113,8 +132,17 @@ class MaskedConv(nn.Module):
       kernel = kernel * causal_mask(
           (kh, kw), (ch, cw), self.mask, channel_groups(x.shape[-1], self.groups),
           channel_groups(self.features, self.groups, self.out_blocks))
+    pad_rows = (ch, kh - 1 - ch)
+    if row is not None:
+      if kh - 1 > ch and self.mask is None:
+        raise ValueError(f"row mode needs a kernel without open rows below its centre, got "
+                         f"kernel_size={self.kernel_size}, centre={(ch, cw)}, mask=None")
+      # Rows below the centre are masked: drop them, and read the rows above from the cache.
+      kernel, pad_rows = kernel[:ch + 1], (0, 0)
+      if ch:
+        x = row_window(self, x, row, ch + 1)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = lax.conv_general_dilated(x, kernel, (1, 1), ((ch, kh - 1 - ch), (cw, kw - 1 - cw)),
+    y = lax.conv_general_dilated(x, kernel, (1, 1), (pad_rows, (cw, kw - 1 - cw)),
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                  precision=self.precision)
     return y + bias
@@ -199,16 +227,17 @@ class PixelCNN(nn.Module):
   precision: Any = None
 
   @nn.compact
-  def __call__(self, x, labels=None):
+  def __call__(self, x, labels=None, row=None):
     check_call(x, labels, channels=self.channels, num_classes=self.num_classes,
                output_mode=self.output_mode, who="PixelCNN")
     conv = functools.partial(MaskedConv, groups=num_groups(self.output_mode, self.channels),
                              dtype=self.dtype, precision=self.precision)
     k0, k, inner = self.first_kernel_size, self.kernel_size, self.features // 2
-    h = conv(self.features, (k0, k0), mask="A")(x)
+    h = conv(self.features, (k0, k0), mask="A")(x, row)
     for _ in range(self.num_blocks):
       y = conv(inner)(nn.relu(h))
-      y = conv(inner, (k, k))(nn.relu(y)) + label_bias(labels, self.num_classes, inner, self.dtype)
+      y = conv(inner, (k, k))(nn.relu(y), row) + label_bias(labels, self.num_classes, inner,
+                                                           self.dtype)
       h = h + conv(self.features)(nn.relu(y))
     return OutputHead(self.channels, self.num_params, self.output_mode, self.head_features,
                       self.dtype, self.precision)(h)
@@ -220,9 +249,15 @@ def _gate(x):
   return jnp.tanh(a) * nn.sigmoid(b)
 
 
-def _down_shift(x):
-  """[b, H, W, f] -> [b, H, W, f]: row i holds row i-1, row 0 zeros."""
-  return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
+class DownShift(nn.Module):
+  """[b, H, W, f] -> [b, H, W, f]: row i holds row i-1, row 0 zeros (in row mode, the
+  previous call's row, kept in the cache)."""
+
+  @nn.compact
+  def __call__(self, x, row=None):
+    if row is None:
+      return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
+    return row_window(self, x, row, 2)[:, :1]
 
 
 @models.register("gated_pixelcnn")
@@ -260,7 +295,7 @@ class GatedPixelCNN(nn.Module):
   precision: Any = None
 
   @nn.compact
-  def __call__(self, x, labels=None):
+  def __call__(self, x, labels=None, row=None):
     check_call(x, labels, channels=self.channels, num_classes=self.num_classes,
                output_mode=self.output_mode, who="GatedPixelCNN")
     conv = functools.partial(MaskedConv, groups=num_groups(self.output_mode, self.channels),
@@ -272,10 +307,10 @@ class GatedPixelCNN(nn.Module):
       k = self.first_kernel_size if first else self.kernel_size
       # Row i of the vertical stack has seen pixels right of (i, j) in row i: harmless,
       # since only its copy shifted down a row ever reaches the horizontal stack.
-      v_pre = conv(2 * p, (k // 2 + 1, k), mask=None, centre=(k // 2, k // 2))(v)
+      v_pre = conv(2 * p, (k // 2 + 1, k), mask=None, centre=(k // 2, k // 2))(v, row)
       h_pre = conv(2 * p, (1, k // 2 + 1), mask="A" if first else "B", centre=(0, k // 2),
                    out_blocks=2)(h)
-      h_pre = h_pre + conv(2 * p, mask=None)(_down_shift(v_pre))
+      h_pre = h_pre + conv(2 * p, mask=None)(DownShift()(v_pre, row))
       gated = _gate(h_pre + label_bias(labels, self.num_classes, 2 * p, self.dtype))
       skip = skip + conv(p)(gated)
       if layer + 1 < self.num_layers:  # The last layer feeds only the skip sum.

@@ -29,7 +29,9 @@ class RowLSTMLayer(nn.Module):
   precision: Any
 
   @nn.compact
-  def __call__(self, x, labels):
+  def __call__(self, x, labels, row=None):
+    """x [b, H, W, f]; in row mode (`pixelcnn`'s docstring) row `row`, [b, 1, W, f], whose
+    recurrence starts from the previous row's state, kept in the cache."""
     features = x.shape[-1]
     units = features // 2
     k = self.kernel_size
@@ -40,7 +42,7 @@ class RowLSTMLayer(nn.Module):
     kernel = self.param("state_to_state", nn.initializers.lecun_normal(), (k, units, 4 * units),
                         jnp.float32).astype(self.dtype)
 
-    def row(carry, row_gates):
+    def row_step(carry, row_gates):
       """One row: (h, c) [b, W, units] each, row_gates [b, W, 4·units]."""
       h, c = carry
       z = row_gates + lax.conv_general_dilated(h, kernel, (1,), ((k // 2, k // 2),),
@@ -52,8 +54,16 @@ class RowLSTMLayer(nn.Module):
       return (h, c), h
 
     batch, _, width, _ = gates.shape
+    if row is not None:
+      # (h, c) of the previous row and this one, stacked [2, 2, b, W, units] as a ring buffer.
+      buffer = self.variable("cache", "state", jnp.zeros, (2, 2, batch, width, units),
+                             gates.dtype)
+      h, c = buffer.value[(row - 1) % 2]
+      (h, c), hidden = row_step((h, c), gates[:, 0])
+      buffer.value = buffer.value.at[row % 2].set(jnp.stack([h, c]))
+      return conv(features)(hidden[:, None])
     zeros = jnp.zeros((batch, width, units), gates.dtype)
-    _, hidden = lax.scan(row, (zeros, zeros), gates.transpose(1, 0, 2, 3))
+    _, hidden = lax.scan(row_step, (zeros, zeros), gates.transpose(1, 0, 2, 3))
     return conv(features)(hidden.transpose(1, 0, 2, 3))
 
 
@@ -88,15 +98,15 @@ class RowLSTM(nn.Module):
   precision: Any = None
 
   @nn.compact
-  def __call__(self, x, labels=None):
+  def __call__(self, x, labels=None, row=None):
     pixelcnn.check_call(x, labels, channels=self.channels, num_classes=self.num_classes,
                         output_mode=self.output_mode, who="RowLSTM")
     groups = pixelcnn.num_groups(self.output_mode, self.channels)
     k0 = self.first_kernel_size
     h = pixelcnn.MaskedConv(self.features, (k0, k0), mask="A", groups=groups, dtype=self.dtype,
-                            precision=self.precision)(x)
+                            precision=self.precision)(x, row)
     for _ in range(self.num_layers):
       h = h + RowLSTMLayer(self.kernel_size, groups, self.num_classes, self.dtype,
-                           self.precision)(h, labels)
+                           self.precision)(h, labels, row)
     return pixelcnn.OutputHead(self.channels, self.num_params, self.output_mode,
                                self.head_features, self.dtype, self.precision)(h)

@@ -14,6 +14,17 @@ from jaxgen.models import layers, likelihoods
 _HIDDEN = 256
 
 
+def check_output(who: str, image_size: int, likelihood: str, num_mixtures: int) -> None:
+  """The checks every VAE model shares: two stride-2 stages and a known pixel likelihood."""
+  if image_size % 4:
+    raise UserError(f"{who} image_size={image_size}: expected a multiple of 4 (28, 32, 64, ...)")
+  if likelihood not in likelihoods.NAMES:
+    raise UserError(f"{who} likelihood={likelihood!r}: expected one of "
+                    f"{', '.join(likelihoods.NAMES)}")
+  if num_mixtures < 1:
+    raise UserError(f"{who} num_mixtures={num_mixtures}: expected 1 or more")
+
+
 class ResBlock(nn.Module):
   """relu(x + conv3×3(relu(conv3×3(x)))), the ResNet v1 block: [b, H, W, F] -> same shape."""
   dtype: Any
@@ -102,20 +113,18 @@ class ConvVAE(nn.Module):
   custom_vjp: bool = True
 
   def setup(self):
-    if self.image_size % 4:
-      raise UserError(f"conv_vae image_size={self.image_size}: expected a multiple of 4 "
-                      "(28, 32, 64, ...)")
-    if self.likelihood not in likelihoods.NAMES:
-      raise UserError(f"conv_vae likelihood={self.likelihood!r}: expected one of "
-                      f"{', '.join(likelihoods.NAMES)}")
-    if self.num_mixtures < 1 or self.blocks < 0:
-      raise UserError(f"conv_vae num_mixtures={self.num_mixtures}, blocks={self.blocks}: "
-                      "expected num_mixtures ≥ 1 and blocks ≥ 0")
+    check_output("conv_vae", self.image_size, self.likelihood, self.num_mixtures)
+    if self.blocks < 0:
+      raise UserError(f"conv_vae blocks={self.blocks}: expected 0 or more")
     self.encoder = Encoder(self.latent_dim, self.features, self.blocks, self.dtype,
                            self.custom_vjp)
     out = likelihoods.num_params(self.likelihood, self.channels, self.num_mixtures)
     self.decoder = Decoder(self.image_size, out, self.features, self.blocks, self.dtype,
                            self.custom_vjp)
+
+  # How the family bounds log p(x) (see `jaxgen.families.vae`): one Gaussian latent vector,
+  # so IWAE encodes once and decodes k latents.
+  posterior = "gaussian"
 
   def encode(self, x):
     """x [batch, H, W, channels] -> (mean, logvar), each [batch, latent_dim]."""
@@ -133,3 +142,18 @@ class ConvVAE(nn.Module):
     mean, logvar = self.encode(x)
     eps = jax.random.normal(rng, mean.shape, mean.dtype)
     return self.decode(mean + jnp.exp(0.5 * logvar) * eps), mean, logvar
+
+  def elbo_terms(self, x, rng, train: bool = False):
+    """(likelihood parameters, KL per latent dimension [batch, latent_dim], aux metrics {})."""
+    del train  # No state to update.
+    params, mean, logvar = self(x, rng)
+    mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
+    return params, 0.5 * (jnp.exp(logvar) + mean ** 2 - 1.0 - logvar), {}
+
+  def sample_params(self, rng, num: int):
+    """Likelihood parameters of `num` draws z ~ N(0, I)."""
+    return self.decode(jax.random.normal(rng, (num, self.latent_dim)))
+
+  def reconstruct_params(self, x):
+    """Likelihood parameters decoded from the posterior mean of x."""
+    return self.decode(self.encode(x)[0])

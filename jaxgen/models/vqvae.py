@@ -8,11 +8,14 @@ appendix; steadier than a codebook loss). The codebook lives in the 'batch_stats
 collection: it is state, not a parameter the optimiser moves.
 """
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models import layers
+from jaxgen import models
+from jaxgen.models import layers, likelihoods, vae
 
 
 class VectorQuantizer(nn.Module):
@@ -67,30 +70,42 @@ def nearest_codes(flat, codebook):
   return jnp.argmin(distances, axis=-1)
 
 
+@models.register("vqvae")
 class VQVAE(nn.Module):
-  """Images [b, H, W, C] -> likelihood parameters [b, H, W, out_features] through a grid of
+  """Images [b, H, W, C] in [0, 1] -> likelihood parameters [b, H, W, P] through a grid of
   codes [b, H/4, W/4].
 
   Two stride-2 convolutions down to the code grid and two transposed ones back up, as in the
   conv VAE, with `code_dim`-wide codes.
 
+  As a VAE (the paper's §3.1): the posterior is one-hot on the nearest codes, the prior
+  uniform over the K codes, so the KL is log K per code position, a constant; the ELBO is
+  the reconstruction plus (H/4)(W/4)·log K nats, and IWAE-k equals it for every k. Samples
+  drawn from that uniform prior are what this bound describes; a learned prior over the
+  code grid (a PixelCNN) is what makes VQ-VAE samples good, and is not part of this model.
+
   Attributes:
-    out_features: likelihood parameters per pixel (set by the family from the likelihood).
+    likelihood, num_mixtures: the pixel likelihood, as `vae.ConvVAE`'s; they set P.
   """
   image_size: int
   channels: int
-  out_features: int
+  likelihood: str = "logistic_mixture"
+  num_mixtures: int = 10
   num_codes: int = 256
   code_dim: int = 16
   features: int = 32
   decay: float = 0.99
 
+  posterior = "deterministic"
+
   def setup(self):
+    vae.check_output("vqvae", self.image_size, self.likelihood, self.num_mixtures)
+    out_features = likelihoods.num_params(self.likelihood, self.channels, self.num_mixtures)
     self.down = [layers.Conv(self.features), layers.Conv(2 * self.features)]
     self.to_code = nn.Conv(self.code_dim, (1, 1))
     self.quantizer = VectorQuantizer(self.num_codes, self.decay)
     self.from_code = nn.Conv(2 * self.features, (3, 3))
-    self.up = [layers.ConvTranspose(self.features), layers.ConvTranspose(self.out_features)]
+    self.up = [layers.ConvTranspose(self.features), layers.ConvTranspose(out_features)]
 
   def encode(self, x, train: bool):
     """(z_q [b, s, s, code_dim] with straight-through gradients, codes [b, s, s], aux)."""
@@ -110,3 +125,24 @@ class VQVAE(nn.Module):
   def __call__(self, x, train: bool):
     z_q, codes, aux = self.encode(x, train)
     return self.decode(z_q), codes, aux
+
+  def elbo_terms(self, x, rng, train: bool = False):
+    """(likelihood parameters, KL log K per code position [b, s·s], aux metrics).
+
+    aux: 'commitment' ‖z_e − sg(z_q)‖² summed over an image's code vectors (so it weighs
+    like the per-image reconstruction nats), batch-mean; the batch's code 'perplexity' and
+    'codes_used'. train=True moves the EMA codebook (mutable 'batch_stats').
+    """
+    del rng  # The posterior is deterministic.
+    out, codes, aux = self(x, train)
+    positions = codes.shape[1] * codes.shape[2]
+    kl = jnp.full((x.shape[0], positions), math.log(self.num_codes), jnp.float32)
+    return out, kl, {**aux, "commitment": aux["commitment"] * positions}
+
+  def sample_params(self, rng, num: int):
+    """Likelihood parameters of `num` code grids drawn from the uniform prior."""
+    side = self.image_size // 4
+    return self.decode_codes(jax.random.randint(rng, (num, side, side), 0, self.num_codes))
+
+  def reconstruct_params(self, x):
+    return self(x, False)[0]

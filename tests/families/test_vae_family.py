@@ -92,7 +92,8 @@ def test_iwae_bounds_are_below_the_elbo_and_the_k1_objective_is_the_elbo():
   # The training objective: train_k = 1 is exactly the ELBO, train_k = 8 the IWAE-8 bound.
   iwae_config = config_lib.load(BINARY, {**TINY, "vae.train_k": "8"})
   for cfg, expected in ((config, nelbo), (iwae_config, nll[8])):
-    loss, stats = jax.jit(lambda p: vae.objective(cfg, p, images, rng, beta=1.0))(state.params)
+    loss, (stats, _) = jax.jit(lambda p: vae.objective(cfg, p, images, rng, beta=1.0))(
+        state.params)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert float(stats["nelbo"]) == pytest.approx(nelbo, rel=1e-5)
   assert nll[8] < nelbo
@@ -112,6 +113,8 @@ def _samples(config, state):
     (EIGHT_BIT, {"vae.free_bits": "0.25", "vae.beta": "2.0"}),
     ("experiments/vae_mnist.py:small", {"vae.kl_warmup_steps": "100", "vae.free_bits": "1.0"}),
     ("experiments/vae_cifar10.py:small", {}),
+    ("experiments/hvae_binarized_fashion_mnist.py:small", {"vae.free_bits": "0.1"}),
+    ("experiments/vqvae_fashion_mnist.py:small", {}),
 ])
 def test_one_step_per_experiment_and_samples_in_the_data_range(spec, overrides):
   config = config_lib.load(spec, overrides)
@@ -240,3 +243,63 @@ def test_uint8_conversion_round_trips():
   for normalize in ("symmetric", "unit", "integer"):
     np.testing.assert_array_equal(
         images.to_uint8(images.from_uint8(pixels, normalize), normalize), pixels)
+
+
+HVAE = "experiments/hvae_binarized_fashion_mnist.py:small"
+VQVAE = "experiments/vqvae_fashion_mnist.py:small"
+
+
+def test_hierarchical_iwae_is_below_its_elbo_and_tightens_with_k():
+  config = config_lib.load(HVAE, {})
+  state = _state(config)
+  images, rng = _binary_images(16), jax.random.PRNGKey(7)
+  nelbo = float(jnp.mean(jax.jit(lambda p: vae.negative_elbo(config, p, images, rng)[0])(
+      state.params)))
+  iwae = jax.jit(lambda p, k: vae.negative_iwae(config, p, images, rng, k), static_argnums=1)
+  nll = {k: float(jnp.mean(iwae(state.params, k))) for k in (16, 128)}
+  # (That its log weights and its closed-form KLs describe the same densities is
+  # tests/models/test_hvae.py's check.)
+  assert nll[128] < nll[16] < nelbo
+  # Its KL per dimension: z2's 4 then z1's 7·7·2, each ≥ 0.
+  _, kl_dims, _, _ = vae._elbo_terms(config, state.params, images, rng)
+  assert kl_dims.shape == (16, 4 + 7 * 7 * 2) and float(kl_dims.min()) >= 0.0
+
+
+def test_vqvae_bound_is_reconstruction_plus_log_k_per_code_and_training_moves_the_codebook():
+  config = config_lib.load(VQVAE, {})
+  state = _state(config)
+  batch = _random_batch(config, n=8)
+  rng = jax.random.PRNGKey(2)
+  nelbo, recon, kl = vae.negative_elbo(config, state.params, batch["image"], rng,
+                                       state.model_state)
+  np.testing.assert_allclose(kl, 49 * math.log(16), rtol=1e-6)  # 7x7 codes, K = 16.
+  np.testing.assert_allclose(nelbo, recon + kl, rtol=1e-6)
+  # A deterministic posterior: IWAE-k is the ELBO whatever k.
+  np.testing.assert_array_equal(
+      vae.negative_iwae(config, state.params, batch["image"], rng, 64, state.model_state), nelbo)
+  new_state, metrics = jax.jit(lambda s, b: vae.train_step(config, s, b))(state, batch)
+  assert 1.0 <= float(metrics["train/perplexity"]) <= 16.0
+  assert 1 <= int(metrics["train/codes_used"]) <= 16 and float(metrics["train/commitment"]) > 0
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), state.model_state,
+                       new_state.model_state)
+  assert moved["batch_stats"]["quantizer"]["codebook"]
+  # The loss is the bound plus the weighted commitment term.
+  np.testing.assert_allclose(metrics["train/loss"], metrics["train/nelbo"]
+                             + 0.25 * metrics["train/commitment"], rtol=1e-5)
+
+
+def test_vqvae_rejects_iwae_training_and_traversals():
+  with pytest.raises(UserError, match="deterministic"):
+    vae.build_model(config_lib.load(VQVAE, {"vae.train_k": "4"}))
+  config = config_lib.load(VQVAE, {})
+  with pytest.raises(UserError, match="traversals need one Gaussian latent vector"):
+    vae.traverse(config, _state(config), jax.random.PRNGKey(0), 2, 3)
+
+
+@pytest.mark.parametrize("spec", [HVAE, VQVAE])
+def test_reconstructions_of_every_model_have_the_image_shape(spec):
+  config = config_lib.load(spec, {})
+  batch = _random_batch(config, n=3)
+  recon = jax.jit(lambda s, x: vae.reconstruct(config, s, x, jax.random.PRNGKey(1)))(
+      _state(config), batch["image"])
+  assert recon.shape == batch["image"].shape

@@ -22,6 +22,12 @@ GOLDEN_PARAM_COUNTS = {
     "resnet_discriminator": (dict(image_size=28, channels=1), 756_097),
     # Fully convolutional (no image_size); 256-way output per sub-pixel. Masked-out kernel
     # taps are stored, so they count.
+    # Counted by hand: encoder convs 544 + 32,832, dense 803,072, q(z2) 16,448, top-down
+    # 103,488, p(z1|z2) 9,232, q(z1|·) 18,448, merge 41,536, decoder 32,800 + 513.
+    "hvae": (dict(image_size=28, channels=1), 1_058_913),
+    # 544 + 32,832 down, 1,040 to codes, 9,280 from codes, 32,800 + 15,390 up (a 10-logistic
+    # mixture, 30 per pixel); the 256 x 16 codebook is state (batch_stats), not parameters.
+    "vqvae": (dict(image_size=28, channels=1), 91_886),
     "pixelcnn": (dict(channels=1), 479_744),
     "gated_pixelcnn": (dict(channels=1), 1_104_320),
     "row_lstm": (dict(channels=1), 729_344),
@@ -37,7 +43,7 @@ def _example_inputs(name, kwargs):
   size, channels = kwargs["image_size"], kwargs["channels"]
   if name.endswith("_generator"):
     return (jnp.zeros((2, models.get(name)(**kwargs).latent_dim)),), {"train": False}
-  if name.endswith("_discriminator"):
+  if name.endswith("_discriminator") or name == "vqvae":
     return (jnp.zeros((2, size, size, channels)),), {"train": False}
   return (jnp.zeros((2, size, size, channels)), jax.random.PRNGKey(0)), {}
 
@@ -66,7 +72,8 @@ def test_dcgan_64_param_count(name):
 
 def test_unknown_model_names_the_known_ones():
   with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator, "
-                     "gated_pixelcnn, pixelcnn, resnet_discriminator, resnet_generator, row_lstm"):
+                     "gated_pixelcnn, hvae, pixelcnn, resnet_discriminator, resnet_generator, "
+                     "row_lstm, vqvae"):
     models.get("dcgan")
 
 

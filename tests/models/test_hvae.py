@@ -8,7 +8,8 @@ from jaxgen.models import hvae
 
 
 def _model_and_vars():
-  model = hvae.HierarchicalVAE(image_size=28, channels=1, out_features=3, latent_dim=4,
+  model = hvae.HierarchicalVAE(image_size=28, channels=1, likelihood="logistic_mixture",
+                               num_mixtures=1, latent_dim=4,
                                latent_channels=2, features=4)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 28, 28, 1))
   return model, model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2)), x

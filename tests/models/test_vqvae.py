@@ -68,7 +68,8 @@ def test_ema_moves_each_used_code_towards_the_mean_of_its_vectors():
 
 
 def test_vqvae_shapes_and_decoding_codes_equals_decoding_their_vectors():
-  model = vqvae.VQVAE(28, 1, out_features=3, num_codes=8, code_dim=4, features=4)
+  model = vqvae.VQVAE(28, 1, "logistic_mixture", num_mixtures=1, num_codes=8, code_dim=4,
+                      features=4)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 28, 28, 1))
   variables = model.init(jax.random.PRNGKey(1), x, train=False)
   (out, codes, _), _ = model.apply(variables, x, train=False, mutable=["batch_stats"])

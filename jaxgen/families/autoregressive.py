@@ -1,0 +1,260 @@
+"""Autoregressive models (PixelCNN, Gated PixelCNN, PixelCNN++-style output, Row LSTM):
+exact likelihoods, and sampling one sub-pixel at a time.
+
+Data: 8-bit integers (data.normalize='integer', no dequantisation); the network reads them
+as k/127.5 − 1. config.model.likelihood picks the output (`jaxgen.models.likelihoods`):
+  'categorical'       a 256-way softmax per sub-pixel, R → G → B inside a pixel through the
+                      networks' channel masks ('subpixel' output mode);
+  'logistic_mixture'  PixelCNN++'s discretised logistic mixture per pixel, whose RGB means
+                      are coupled linearly inside the pixel ('pixel' output mode).
+The test NLL is exact: −log p(x) summed over every sub-pixel, no bound.
+
+Sampling runs the pixels in raster order inside one jitted `lax.fori_loop` over rows (an
+inner one over the row's draws: one per sub-pixel for 'categorical', per pixel for
+'logistic_mixture'), drawing value number n with the key fold_in(rng, n). `sample` uses the
+networks' row mode (see `jaxgen.models.pixelcnn`): each draw computes one row, with the rows
+above read from per-layer caches, O(W) work, and one more call per row caches the finished
+row. `sample_naive` runs the whole network on the whole image every
+iteration, O(H·W) work, for reference: the two draw the same images.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax import lax
+
+from jaxgen import config as config_lib, models, optim, sharding
+from jaxgen.errors import UserError
+from jaxgen.models import likelihoods
+from jaxgen.train_state import TrainState, ema_update, init_ema, sampling_params
+
+_OUTPUT_MODE = {"categorical": "subpixel", "logistic_mixture": "pixel"}
+_VARIANTS = ("demo", "small", "cifar10")
+
+
+def experiment_config(model: dict, variant: str | None, small_model: dict,
+                      cifar10_model: dict | None = None) -> ml_collections.ConfigDict:
+  """The config every autoregressive experiment shares, around its `model` (name, widths,
+  likelihood): full Fashion-MNIST by default; variants 'demo' (the bundled subset, a few CPU
+  minutes), 'small' (a smoke run for tests, `small_model`'s widths) and 'cifar10' (32x32
+  RGB, needs network once; `cifar10_model` overrides the widths there)."""
+  if variant is not None and variant not in _VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(_VARIANTS)}")
+  config = config_lib.base_config()
+  config.family = "autoregressive"
+  config.data.name = "fashion_mnist"
+  config.data.normalize = "integer"  # 8-bit values: the likelihood is discrete and exact.
+  config.batch_size = 32
+  config.eval_batch_size = 250
+  config.total_steps = 3000
+  config.log_every = 100
+  config.sample_every = 1000
+  config.checkpoint_every = 500
+  config.num_samples = 16
+  config.model = ml_collections.ConfigDict(dict(image_size=28, channels=1, **model))
+  config.optim = optim.default_config(learning_rate=1e-3)
+  if variant == "demo":
+    config.data.name = "fashion_mnist_small"
+    config.total_steps = 600
+    config.sample_every = 300
+  elif variant == "small":
+    config.data.name = "fashion_mnist_small"
+    config.batch_size = 8
+    config.eval_batch_size = 64
+    config.total_steps = 2
+    config.log_every = config.sample_every = config.checkpoint_every = 1
+    config.num_samples = 4
+    config.model.update(**small_model)
+  elif variant == "cifar10":
+    config.data.name = "cifar10"
+    config.batch_size = 64
+    config.total_steps = 100_000
+    config.sample_every = 5000
+    config.checkpoint_every = 5000
+    config.model.update(image_size=32, channels=3, **(cifar10_model or {}))
+  return config
+
+
+
+def build_model(config):
+  kwargs = dict(config.model)
+  name = kwargs.pop("name")
+  likelihood = kwargs.pop("likelihood")
+  num_mixtures = kwargs.pop("num_mixtures", 10)
+  kwargs.pop("image_size")
+  if likelihood not in _OUTPUT_MODE:
+    raise UserError(f"model.likelihood={likelihood!r}: the autoregressive family takes "
+                    f"{' or '.join(_OUTPUT_MODE)} (exact 8-bit likelihoods)")
+  if config.data.normalize != "integer" or config.data.dequantize:
+    raise UserError(f"the autoregressive family models 8-bit values: set "
+                    f"data.normalize='integer' and data.dequantize=False (got "
+                    f"{config.data.normalize!r}/{config.data.dequantize})")
+  cls = models.get(name)
+  if not hasattr(cls, "output_mode"):
+    raise UserError(f"model.name={name!r} is not autoregressive: the autoregressive family "
+                    "takes pixelcnn, gated_pixelcnn or row_lstm")
+  num_params = (256 if likelihood == "categorical" else
+                likelihoods.logistic_mixture_num_params(num_mixtures, kwargs["channels"]))
+  return cls(num_params=num_params, output_mode=_OUTPUT_MODE[likelihood], **kwargs)
+
+
+def image_shape(config) -> tuple[int, int, int]:
+  return (config.model.image_size, config.model.image_size, config.model.channels)
+
+
+def _optimizer(config):
+  return optim.create(config.optim, config.total_steps)
+
+
+def _num_classes(config) -> int:
+  return int(config.model.get("num_classes", 0))
+
+
+def _labels(config, batch):
+  return batch["label"] if _num_classes(config) else None
+
+
+def init_state(config, rng, image_shape) -> TrainState:
+  model = build_model(config)
+  params_rng, run_rng = jax.random.split(rng)
+  labels = jnp.zeros((1,), jnp.int32) if _num_classes(config) else None
+  params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), labels)["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=_optimizer(config).init(params), model_state={},
+                    ema_params=init_ema(params, config.ema_decay), rng=run_rng)
+
+
+def _network_input(image):
+  """8-bit values -> the networks' [-1, 1]."""
+  return image.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _flat_params(config, out):
+  """Network output -> the [b, H, W, P] layout `likelihoods` reads."""
+  if config.model.likelihood == "categorical":
+    return out.reshape(*out.shape[:-2], -1)  # [b, H, W, C, 256] -> [b, H, W, C·256]
+  return out
+
+
+def nll_nats(config, params, image, labels=None):
+  """Exact −log p(x) per example [b], in nats, from one parallel pass."""
+  out = build_model(config).apply({"params": params}, _network_input(image), labels)
+  return likelihoods.nll(config.model.likelihood, _flat_params(config, out).astype(jnp.float32),
+                         image.astype(jnp.int32))
+
+
+def _bits_per_dim(nats, image_shape):
+  return nats / (math.prod(image_shape) * math.log(2.0))
+
+
+def train_step(config, state: TrainState, batch):
+  image = batch["image"]
+
+  def loss_fn(params):
+    return jnp.mean(nll_nats(config, params, image, _labels(config, batch)))
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            ema_params=ema_update(state.ema_params, params, config.ema_decay,
+                                                  state.step))
+  metrics = {"train/loss": loss, "train/bits_per_dim": _bits_per_dim(loss, image.shape[1:]),
+             "train/grad_norm": optax.tree.norm(grads),
+             "train/learning_rate": optim.schedule(config.optim, config.total_steps)(state.step)}
+  return new_state, metrics
+
+
+def eval_metrics(config, state: TrainState, batch, rng):
+  del rng  # Exact: nothing is drawn.
+  nats = nll_nats(config, sampling_params(state), batch["image"], _labels(config, batch))
+  return {"nll_nats": nats, "bits_per_dim": _bits_per_dim(nats, batch["image"].shape[1:])}
+
+
+def provenance(config) -> dict:
+  return {"likelihood": config.model.likelihood,
+          "data_convention": "8-bit values, no dequantisation: an exact discrete likelihood",
+          "nll_units": "nats per image; bits/dim = nats / (H·W·C · ln 2)",
+          "bounds": "exact: −log p(x) by the chain rule in raster order, R → G → B",
+          "parameters": "ema" if config.ema_decay else "raw"}
+
+
+def class_labels(config, num: int):
+  """Labels cycling 0, 1, …, C−1 for `num` samples (None if unconditional)."""
+  classes = _num_classes(config)
+  return jnp.arange(num, dtype=jnp.int32) % classes if classes else None
+
+
+def sample(config, state: TrainState, rng, num: int, labels=None):
+  """Images int32 [num, H, W, C] in 0..255, drawn with the row caches (fast)."""
+  return sample_with_log_probs(config, state, rng, num, labels, cached=True)[0]
+
+
+def sample_naive(config, state: TrainState, rng, num: int, labels=None):
+  """The same draws as `sample`, recomputing the whole network for every sub-pixel."""
+  return sample_with_log_probs(config, state, rng, num, labels, cached=False)[0]
+
+
+def sample_with_log_probs(config, state: TrainState, rng, num: int, labels=None,
+                          cached: bool = True):
+  """(images int32 [num, H, W, C], Σ log p of each drawn value as the sampler saw it [num]).
+
+  Conditional models take `labels` [num], or cycle through the classes when None.
+  """
+  model = build_model(config)
+  height, width, channels = image_shape(config)
+  if labels is None:
+    labels = class_labels(config, num)
+  if labels is not None:
+    labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
+  variables = {"params": sampling_params(state)}
+  categorical = config.model.likelihood == "categorical"
+  per_pixel = channels if categorical else 1  # Draws per pixel.
+  image = sharding.constrain_batch(jnp.zeros((num, height, width, channels), jnp.int32))
+
+  def row_params(image, cache, i):
+    """Network output for row i [num, W, ...] given the image so far."""
+    if not cached:
+      out = model.apply(variables, _network_input(image), labels)
+      return lax.dynamic_index_in_dim(out, i, axis=1, keepdims=False), cache
+    x_row = lax.dynamic_slice_in_dim(image, i, 1, axis=1)
+    out, mutated = model.apply({**variables, "cache": cache}, _network_input(x_row), labels,
+                               row=i, mutable=["cache"])
+    return out[:, 0], mutated["cache"]
+
+  def draw(i, t, carry):
+    """Draw number t of row i: sub-pixel c of pixel j (or all of pixel j)."""
+    image, cache, log_prob = carry
+    j, c = t // per_pixel, t % per_pixel
+    out, cache = row_params(image, cache, i)
+    pixel = lax.dynamic_index_in_dim(out, j, axis=1, keepdims=False).astype(jnp.float32)
+    key = jax.random.fold_in(rng, (i * width + j) * per_pixel + c)
+    if categorical:  # pixel [num, C, 256]: draw sub-pixel c.
+      logits = lax.dynamic_index_in_dim(pixel, c, axis=1, keepdims=False)
+      value = jax.random.categorical(key, logits)
+      step_log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), value[:, None], -1)[:, 0]
+      image = image.at[:, i, j, c].set(value.astype(jnp.int32))
+    else:  # pixel [num, P]: draw all channels of the pixel, coupled.
+      params = pixel[:, None, None, :]
+      value = likelihoods.sample_logistic_mixture(key, params, channels)
+      step_log_prob = -likelihoods.logistic_mixture(params, value)
+      image = image.at[:, i, j, :].set(value[:, 0, 0])
+    return image, cache, log_prob + step_log_prob
+
+  def draw_row(i, carry):
+    image, cache, log_prob = lax.fori_loop(0, width * per_pixel, lambda t, c: draw(i, t, c),
+                                           carry)
+    if cached:  # The row's last call came before its last draw: cache the finished row.
+      cache = row_params(image, cache, i)[1]
+    return image, cache, log_prob
+
+  cache = {}
+  if cached:  # The caches' shapes, zero-filled: calling row 0 creates them.
+    cache = jax.tree.map(jnp.zeros_like, model.apply(
+        variables, _network_input(image[:, :1]), labels, row=0, mutable=["cache"])[1]["cache"])
+  image, _, log_prob = lax.fori_loop(0, height, draw_row,
+                                     (image, cache, jnp.zeros((num,), jnp.float32)))
+  return image, log_prob
