@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import final_params, read_metrics
+from jaxgen import config as config_lib, train
+from tests.helpers import final_params, read_metrics, small_config
 
 VAE = "experiments/vae_fashion_mnist.py:small"
 GAN = "experiments/dcgan_fashion_mnist.py:small"
@@ -81,13 +82,7 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   assert result.returncode == 0, result.stderr
   images = np.load(f"{workdir}/s.npz")["images"]
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
-  again = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/t.npz",
-                 "--seed", "3")
-  assert again.returncode == 0
-  np.testing.assert_array_equal(images, np.load(f"{workdir}/t.npz")["images"])
-  assert jaxgen("sample", "--workdir", workdir, "--num", "4", "--out",
-                f"{workdir}/g.png").returncode == 0
-  assert os.path.getsize(f"{workdir}/g.png") > 0
+  # Seed determinism and PNG grids: in process, tests/test_train.py.
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", str(tmp_path / "empty"))
   assert_one_line_error(jaxgen("evaluate", "--workdir", workdir), "jaxgen train-features")
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
@@ -110,7 +105,10 @@ def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):
   steps = ["--config.total_steps=40", "--config.checkpoint_every=0", "--config.log_every=1",
            "--config.sample_every=0", f"--config.data.data_dir={data_dir}"]
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-  assert jaxgen("train", "--config", VAE, "--workdir", straight, *steps).returncode == 0
+  # The uninterrupted reference run in process: only the killed one needs its own process.
+  train.train_and_evaluate(config_lib.load(VAE, {
+      "total_steps": "40", "checkpoint_every": "0", "log_every": "1", "sample_every": "0",
+      "max_inflight_steps": "0", "data.data_dir": data_dir}), straight)
   proc = subprocess.Popen([sys.executable, "-m", "jaxgen", "train", "--config", VAE,
                            "--workdir", killed, *steps], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True,
@@ -132,9 +130,8 @@ def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):
 
 def test_conditional_gan_samples_a_class_and_interpolates(tmp_path, data_dir):
   workdir = str(tmp_path / "cgan")
-  result = jaxgen("train", "--config", "experiments/cdcgan_fashion_mnist.py:small", "--workdir",
-                  workdir, "--config.total_steps=1", data_dir=data_dir)
-  assert result.returncode == 0, result.stderr
+  train.train_and_evaluate(small_config("experiments/cdcgan_fashion_mnist.py", data_dir,
+                                        total_steps=1), workdir)
   assert jaxgen("sample", "--workdir", workdir, "--num", "3", "--label", "7", "--out",
                 f"{workdir}/s.npz").returncode == 0
   assert np.load(f"{workdir}/s.npz")["images"].shape == (3, 28, 28, 1)
