@@ -26,7 +26,7 @@ import ml_collections
 import optax
 from jax import lax
 
-from jaxgen import config as config_lib, models, optim, sharding
+from jaxgen import config as config_lib, families, models, optim, sharding
 from jaxgen.errors import UserError
 from jaxgen.models import likelihoods
 from jaxgen.train_state import TrainState, ema_update, init_ema, sampling_params
@@ -109,18 +109,14 @@ def _optimizer(config):
   return optim.create(config.optim, config.total_steps)
 
 
-def _num_classes(config) -> int:
-  return int(config.model.get("num_classes", 0))
-
-
 def _labels(config, batch):
-  return batch["label"] if _num_classes(config) else None
+  return batch["label"] if families.num_classes(config) else None
 
 
 def init_state(config, rng, image_shape) -> TrainState:
   model = build_model(config)
   params_rng, run_rng = jax.random.split(rng)
-  labels = jnp.zeros((1,), jnp.int32) if _num_classes(config) else None
+  labels = jnp.zeros((1,), jnp.int32) if families.num_classes(config) else None
   params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), labels)["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=_optimizer(config).init(params), model_state={},
@@ -184,7 +180,7 @@ def provenance(config) -> dict:
 
 def class_labels(config, num: int):
   """Labels cycling 0, 1, …, C−1 for `num` samples (None if unconditional)."""
-  classes = _num_classes(config)
+  classes = families.num_classes(config)
   return jnp.arange(num, dtype=jnp.int32) % classes if classes else None
 
 

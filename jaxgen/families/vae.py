@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import models, optim
+from jaxgen import config as config_lib, models, optim
 from jaxgen.errors import UserError
 from jaxgen.models import likelihoods
 from jaxgen.train_state import TrainState, ema_update, init_ema, sampling_params
@@ -41,6 +41,52 @@ def default_options() -> ml_collections.ConfigDict:
       train_k=1,           # Samples of the IWAE training bound; 1 = the ELBO (with β, free bits).
       commitment_cost=0.25,  # VQ-VAE only: weight of ‖z_e − sg(z_q)‖² (the paper's β).
   ))
+
+
+def experiment_config(model: dict, variant: str | None, *, data_name: str, normalize: str,
+                      small_model: dict, variants: tuple[str, ...] = ("demo", "small"),
+                      total_steps: int = 20_000, log_every: int = 200,
+                      sample_every: int = 2000, checkpoint_every: int = 2000,
+                      eval_every: int = 5000) -> ml_collections.ConfigDict:
+  """The config every VAE experiment shares, around its `model`: batch 128, Adam 1e-3,
+  config.vae at its defaults; variants 'demo' (the bundled Fashion-MNIST subset, a few CPU
+  minutes) and 'small' (a smoke run for tests, `small_model`'s widths). Experiment-specific
+  settings the variants leave alone (β schedule, EMA, optimiser) go on the returned config."""
+  if variant is not None and variant not in variants:
+    raise ValueError(f"unknown variant {variant!r}: expected "
+                     f"{' or '.join(repr(v) for v in variants)}")
+  config = config_lib.base_config()
+  config.family = "vae"
+  config.data.name = data_name
+  config.data.normalize = normalize
+  config.batch_size = 128
+  config.total_steps = total_steps
+  config.log_every = log_every
+  config.sample_every = sample_every
+  config.checkpoint_every = checkpoint_every
+  config.eval_every = eval_every
+  config.model = ml_collections.ConfigDict(model)
+  config.vae = default_options()
+  config.optim = optim.default_config(learning_rate=1e-3)
+  # The bundled subset stands in for Fashion-MNIST; other datasets' tests feed random images.
+  bundled = "fashion_mnist_small" if data_name == "fashion_mnist" else data_name
+  if variant == "demo":
+    config.data.name = bundled
+    config.total_steps = 2000
+    config.sample_every = 500
+    config.checkpoint_every = 1000
+    config.eval_every = 2000
+  elif variant == "small":
+    config.data.name = bundled
+    config.batch_size = 8
+    config.eval_batch_size = 64
+    config.total_steps = 2
+    config.log_every = config.sample_every = config.checkpoint_every = 1
+    config.eval_every = 0
+    config.num_samples = 8
+    config.model.update(small_model)
+    config.evaluation.iwae_k = 8
+  return config
 
 
 def options(config) -> ml_collections.ConfigDict:
