@@ -246,7 +246,10 @@ def negative_iwae(config, params, image, rng, k: int, model_state=None):
     log_w = (log_px + log_ratio).reshape(chunk, b)
     return jnp.logaddexp(total, jax.nn.logsumexp(log_w, axis=0)), None
 
-  total, _ = jax.lax.scan(body, jnp.full((b,), -jnp.inf), jax.random.split(z_rng, k // chunk))
+  start, keys = jnp.full((b,), -jnp.inf), jax.random.split(z_rng, k // chunk)
+  # One chunk (every training k) skips the scan: differentiating through lax.scan made the
+  # IWAE-5 training step 7× slower than the same work unrolled on CPU (1.35 s vs 0.19 s).
+  total = body(start, keys[0])[0] if len(keys) == 1 else jax.lax.scan(body, start, keys)[0]
   return -(total - math.log(k))
 
 
