@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="VAEs: vary each of the first --num latent dimensions over --steps")
   sample.add_argument("--steps", type=int, default=10,
                       help="images per interpolation strip or traversal row")
-  evaluate = commands.add_parser("evaluate", help="print test metrics of a workdir as JSON")
+  evaluate = commands.add_parser(
+      "evaluate", help="print test metrics of a workdir as JSON",
+      epilog="Override how it evaluates (not what was trained) with --config.evaluation.KEY="
+      "VALUE or --config.eval_batch_size=N, e.g. --config.evaluation.iwae_k=1000.")
   evaluate.add_argument("--workdir", required=True)
   features = commands.add_parser(
       "train-features", help="train the in-domain feature network for FID/KID/precision-recall")
@@ -67,8 +70,15 @@ def run(argv: list[str]) -> int:
   from jaxgen import config as config_lib  # Light; the heavy imports wait for a valid command.
   rest, overrides = config_lib.split_override_args(argv)
   args = _parser().parse_args(rest)
-  if overrides and args.command != "train":
-    raise UserError(f"--config.* overrides apply to `jaxgen train` only, got {sorted(overrides)}")
+  if args.command == "evaluate":
+    misplaced = sorted(k for k in overrides if not _evaluation_key(k))
+    if misplaced:
+      raise UserError(f"`jaxgen evaluate` takes --config.evaluation.* and "
+                      f"--config.eval_batch_size only, got {misplaced}: the rest of a run's "
+                      "config is what it was trained with")
+  elif overrides and args.command != "train":
+    raise UserError(f"--config.* overrides apply to `jaxgen train` (and evaluation keys to "
+                    f"`jaxgen evaluate`) only, got {sorted(overrides)}")
   config = config_lib.load(args.config, overrides) if args.command == "train" else None
   _setup_runtime(args)
   if args.command == "train":
@@ -109,8 +119,13 @@ def run(argv: list[str]) -> int:
     inference.write_samples(args.out, samples, columns or None)
     print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}", file=sys.stderr)
   else:
+    config_lib.apply_overrides(config, overrides)  # For this evaluation only; not saved.
     print(json.dumps(inference.evaluate(config, family, mesh, state), sort_keys=True))
   return 0
+
+
+def _evaluation_key(key: str) -> bool:
+  return key.startswith("evaluation.") or key == "eval_batch_size"
 
 
 def _setup_runtime(args) -> None:

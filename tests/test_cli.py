@@ -66,6 +66,8 @@ def test_sample_and_evaluate_need_a_run(tmp_path):
   assert_one_line_error(jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
                                str(tmp_path / "s.npz")), "no jaxgen run")
   assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path)), "no jaxgen run")
+  assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path), "--config.total_steps=3"),
+                        "evaluation.* and --config.eval_batch_size only", "total_steps")
 
 
 def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
@@ -86,7 +88,7 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", str(tmp_path / "empty"))
   assert_one_line_error(jaxgen("evaluate", "--workdir", workdir), "jaxgen train-features")
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
-  result = jaxgen("evaluate", "--workdir", workdir)
+  result = jaxgen("evaluate", "--workdir", workdir, "--config.evaluation.num_samples=150")
   assert result.returncode == 0, result.stderr
   metrics = json.loads(result.stdout)
   assert metrics["step"] == 2 and metrics["eval/num_examples"] == 2000
@@ -96,7 +98,7 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   assert metrics["eval/provenance/loss"] == "non_saturating"
   # An untrained generator is far from the data: large FID, low precision; with provenance.
   assert metrics["eval/fid"] > 1.0 and 0.0 <= metrics["eval/precision"] <= 1.0
-  assert metrics["eval/sample_metrics/num_samples"] == 200
+  assert metrics["eval/sample_metrics/num_samples"] == 150  # The override, not the run's 200.
   assert metrics["eval/sample_metrics/reference_split"] == "fashion_mnist_small/test"
   assert len(metrics["eval/sample_metrics/feature_network_sha256"]) == 64
 
