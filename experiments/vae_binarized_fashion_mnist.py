@@ -5,7 +5,8 @@ Run (full Fashion-MNIST):
   jaxgen evaluate --workdir runs/vae_bin    # test ELBO and IWAE-1000 NLL, nats and bits/dim
 Each step binarises every pixel afresh (pixel ~ Bernoulli(value/255)); evaluation uses one
 fixed draw. The 8-bit likelihoods are in experiments/vae_fashion_mnist.py.
-Objective knobs: --config.vae.beta, .kl_warmup_steps, .free_bits, .train_k (IWAE bound).
+Objective knobs: --config.vae.beta, .kl_warmup_steps, .free_bits, .train_k (IWAE bound);
+widths: --config.model.features, .latent_dim, .hidden (the dense layer), .blocks.
 Variants: `:demo` on the bundled subset in a few CPU minutes; `:small` a smoke run (tests).
 """
 
@@ -16,6 +17,6 @@ def get_config(arg=None):
   # data.normalize='unit': the family binarises [0, 1] pixels on device each step.
   return vae.experiment_config(
       dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
-           likelihood="bernoulli", num_mixtures=10, blocks=0),
+           likelihood="bernoulli", num_mixtures=10, blocks=0, hidden=256),
       arg, data_name="fashion_mnist", normalize="unit",
       small_model=dict(latent_dim=4, features=8))

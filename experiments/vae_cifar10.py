@@ -17,7 +17,7 @@ def get_config(arg=None):
   # data.normalize='integer': 8-bit values, the likelihood is discrete.
   config = vae.experiment_config(
       dict(name="conv_vae", image_size=32, channels=3, latent_dim=128, features=64,
-           likelihood="logistic_mixture", num_mixtures=10, blocks=2),
+           likelihood="logistic_mixture", num_mixtures=10, blocks=2, hidden=256),
       arg, data_name="cifar10", normalize="integer",
       small_model=dict(latent_dim=4, features=8, num_mixtures=2, blocks=1),
       variants=("small",), total_steps=100_000, log_every=500, sample_every=5000,

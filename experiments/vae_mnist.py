@@ -16,7 +16,7 @@ def get_config(arg=None):
   # data.normalize='unit': the family binarises [0, 1] pixels on device each step.
   return vae.experiment_config(
       dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
-           likelihood="bernoulli", num_mixtures=10, blocks=1),
+           likelihood="bernoulli", num_mixtures=10, blocks=1, hidden=256),
       arg, data_name="mnist", normalize="unit", small_model=dict(latent_dim=4, features=8),
       variants=("small",), total_steps=50_000, sample_every=5000, checkpoint_every=5000,
       eval_every=10_000)

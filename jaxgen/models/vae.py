@@ -11,9 +11,6 @@ from jaxgen import models
 from jaxgen.errors import UserError
 from jaxgen.models import layers, likelihoods
 
-_HIDDEN = 256
-
-
 def check_output(who: str, image_size: int, likelihood: str, num_mixtures: int) -> None:
   """The checks every VAE model shares: two stride-2 stages and a known pixel likelihood."""
   if image_size % 4:
@@ -42,6 +39,7 @@ class Encoder(nn.Module):
   """Images [batch, height, width, channels] -> (mean, log-variance), each [batch, latent_dim]."""
   latent_dim: int
   features: int
+  hidden: int
   blocks: int
   dtype: Any
   custom_vjp: bool
@@ -53,7 +51,7 @@ class Encoder(nn.Module):
       x = nn.relu(layers.Conv(width, dtype=self.dtype, custom_vjp=self.custom_vjp)(x))
       for _ in range(self.blocks):
         x = ResBlock(self.dtype, self.custom_vjp)(x)
-    x = nn.relu(nn.Dense(_HIDDEN, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
+    x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
     mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim, dtype=self.dtype)(x), 2, axis=-1)
     return mean, logvar
 
@@ -63,6 +61,7 @@ class Decoder(nn.Module):
   image_size: int
   out_features: int
   features: int
+  hidden: int
   blocks: int
   dtype: Any
   custom_vjp: bool
@@ -70,7 +69,7 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z):
     side = self.image_size // 4
-    x = nn.relu(nn.Dense(_HIDDEN, dtype=self.dtype)(z))
+    x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(z))
     x = nn.relu(nn.Dense(side * side * 2 * self.features, dtype=self.dtype)(x))
     x = x.reshape(z.shape[0], side, side, 2 * self.features)
     for _ in range(self.blocks):
@@ -98,6 +97,7 @@ class ConvVAE(nn.Module):
     num_mixtures: K, the logistic mixture's components (ignored by other likelihoods).
     blocks: residual blocks at each of the two inner resolutions (H/2, H/4), in both the
       encoder and the decoder; 0 is the plain convolutional VAE.
+    hidden: width of the dense layer between the convolutions and the latent, both ways.
     dtype: computation dtype; parameters stay float32. The likelihoods compute in float32,
       but a bfloat16 decoder output already loses the 2/255 bin resolution near ±1.
     custom_vjp: see `layers.Conv` and `layers.ConvTranspose`.
@@ -109,6 +109,7 @@ class ConvVAE(nn.Module):
   likelihood: str = "bernoulli"
   num_mixtures: int = 10
   blocks: int = 0
+  hidden: int = 256
   dtype: Any = jnp.float32
   custom_vjp: bool = True
 
@@ -116,11 +117,13 @@ class ConvVAE(nn.Module):
     check_output("conv_vae", self.image_size, self.likelihood, self.num_mixtures)
     if self.blocks < 0:
       raise UserError(f"conv_vae blocks={self.blocks}: expected 0 or more")
-    self.encoder = Encoder(self.latent_dim, self.features, self.blocks, self.dtype,
-                           self.custom_vjp)
+    if self.hidden < 1:
+      raise UserError(f"conv_vae hidden={self.hidden}: expected 1 or more")
+    self.encoder = Encoder(self.latent_dim, self.features, self.hidden, self.blocks,
+                           self.dtype, self.custom_vjp)
     out = likelihoods.num_params(self.likelihood, self.channels, self.num_mixtures)
-    self.decoder = Decoder(self.image_size, out, self.features, self.blocks, self.dtype,
-                           self.custom_vjp)
+    self.decoder = Decoder(self.image_size, out, self.features, self.hidden, self.blocks,
+                           self.dtype, self.custom_vjp)
 
   # How the family bounds log p(x) (see `jaxgen.families.vae`): one Gaussian latent vector,
   # so IWAE encodes once and decodes k latents.

@@ -50,6 +50,16 @@ def test_residual_blocks_add_two_3x3_convolutions_per_block_and_resolution():
   assert _param_count(blocks=2) == 1_700_609 + 2 * per_block
 
 
+def test_hidden_sets_the_dense_width_on_both_sides():
+  # Encoder: 7·7·64 → hidden → 2·32; decoder: 32 → hidden → 7·7·64 (weights and biases).
+  def dense(hidden):
+    return (3136 * hidden + hidden + hidden * 64 + 64) + (32 * hidden + hidden + hidden * 3136
+                                                           + 3136)
+  assert _param_count(hidden=512) == 1_700_609 - dense(256) + dense(512)
+  with pytest.raises(UserError, match="hidden=0"):
+    _param_count(hidden=0)
+
+
 def test_residual_vae_keeps_its_shapes():
   model = vae.ConvVAE(32, 3, latent_dim=4, features=8, likelihood="gaussian", blocks=2)
   x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
