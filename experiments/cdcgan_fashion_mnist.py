@@ -45,12 +45,7 @@ def get_config(arg=None):
   ))
   config.optim.generator.b2 = config.optim.discriminator.b2 = 0.9
   if arg == "small":
-    config.data.name = "fashion_mnist_small"
-    config.batch_size = 8
-    config.eval_batch_size = 64
-    config.total_steps = 2
-    config.log_every = config.sample_every = config.checkpoint_every = 1
-    config.eval_every = 0
+    config_lib.smoke_run(config)
     config.num_samples = 20
     config.model.generator.update(features=8, latent_dim=16)
     config.model.discriminator.features = 8

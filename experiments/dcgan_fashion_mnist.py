@@ -47,12 +47,7 @@ def get_config(arg=None):
     config.model.generator.features = 32
     config.model.discriminator.features = 32
   elif arg == "small":
-    config.data.name = "fashion_mnist_small"
-    config.batch_size = 8
-    config.eval_batch_size = 64
-    config.total_steps = 2
-    config.log_every = config.sample_every = config.checkpoint_every = 1
-    config.eval_every = 0
+    config_lib.smoke_run(config)
     config.num_samples = 8
     config.model.generator.update(features=8, latent_dim=16)
     config.model.discriminator.features = 8

@@ -45,13 +45,9 @@ def get_config(arg=None):
   ))
   config.optim.generator.b2 = config.optim.discriminator.b2 = 0.9
   if arg == "small":
-    config.data.name = "fashion_mnist_small"
+    config_lib.smoke_run(config)
     config.batch_size = 2 * 8
     config.gan.n_critic = 2
-    config.eval_batch_size = 64
-    config.total_steps = 2
-    config.log_every = config.sample_every = config.checkpoint_every = 1
-    config.eval_every = 0
     config.num_samples = 8
     config.model.generator.update(features=8, latent_dim=16)
     config.model.discriminator.features = 8

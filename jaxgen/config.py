@@ -171,6 +171,17 @@ def split_override_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
   return rest, overrides
 
 
+def smoke_run(config: ml_collections.ConfigDict, data_name: str = "fashion_mnist_small") -> None:
+  """Turns `config` into the `:small` variant's seconds-long run (tests): the bundled data,
+  batch 8, two steps, every output each step, no evaluation during training. Experiments
+  then shrink their model."""
+  config.data.name = data_name
+  config.batch_size = 8
+  config.eval_batch_size = 64
+  config.total_steps = 2
+  config.log_every = config.sample_every = config.checkpoint_every = 1
+  config.eval_every = 0
+
 
 def base_config() -> ml_collections.ConfigDict:
   """The loop's keys with working defaults; experiments add family, model, data and optim."""

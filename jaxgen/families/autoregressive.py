@@ -61,11 +61,7 @@ def experiment_config(model: dict, variant: str | None, small_model: dict,
     config.total_steps = 600
     config.sample_every = 300
   elif variant == "small":
-    config.data.name = "fashion_mnist_small"
-    config.batch_size = 8
-    config.eval_batch_size = 64
-    config.total_steps = 2
-    config.log_every = config.sample_every = config.checkpoint_every = 1
+    config_lib.smoke_run(config)
     config.num_samples = 4
     config.model.update(**small_model)
   elif variant == "cifar10":

@@ -77,12 +77,7 @@ def experiment_config(model: dict, variant: str | None, *, data_name: str, norma
     config.checkpoint_every = 1000
     config.eval_every = 2000
   elif variant == "small":
-    config.data.name = bundled
-    config.batch_size = 8
-    config.eval_batch_size = 64
-    config.total_steps = 2
-    config.log_every = config.sample_every = config.checkpoint_every = 1
-    config.eval_every = 0
+    config_lib.smoke_run(config, bundled)
     config.num_samples = 8
     config.model.update(small_model)
     config.evaluation.iwae_k = 8
