@@ -233,7 +233,7 @@ def negative_iwae(config, params, image, rng, k: int, model_state=None):
   tiled = tile(target)
   log_weights = (_gaussian_log_weights(model, variables, x, chunk)
                  if model.posterior == "gaussian" else
-                 _joint_log_weights(model, variables, tile(x)))
+                 _joint_log_weights(model, variables, x, tile))
 
   def body(total, key):
     decoded, log_ratio = log_weights(key)
@@ -266,10 +266,12 @@ def _gaussian_log_weights(model, variables, x, chunk):
   return log_weights
 
 
-def _joint_log_weights(model, variables, tiled_x):
-  """key -> the same for a model that draws whole joint samples (the hierarchical VAE):
-  each of the chunk copies of x gets its own draw of every level."""
-  return lambda key: model.apply(variables, tiled_x, key, method=model.log_weight_terms)
+def _joint_log_weights(model, variables, x, tile):
+  """key -> the same for a model that draws whole joint samples (the hierarchical VAE): the
+  bottom-up pass runs once, then each of the chunk copies of its output gets its own draw
+  of every level through the top-down pass."""
+  encoded = jax.tree.map(tile, model.apply(variables, x, method=model.encode))
+  return lambda key: model.apply(variables, encoded, key, method=model.log_weight_terms)
 
 
 def kl_weight(opts, step):

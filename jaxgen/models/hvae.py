@@ -8,7 +8,7 @@ into the prior, the usual failure of a bottom-up-only ladder.
 
 z1 is a spatial grid (s = image_size / 4) and z2 a vector, both Gaussian, so every KL term
 is closed-form for a single sample; IWAE needs the log densities themselves
-(`log_weight_terms`).
+(`encode` once per image, then `log_weight_terms` once per sample).
 """
 
 import math
@@ -94,10 +94,19 @@ class HierarchicalVAE(nn.Module):
     h = nn.relu(self.down[0](h))
     return self.down[1](h)
 
-  def _posterior(self, x, rng, deterministic: bool = False):
-    """One joint sample from q(z2, z1 | x), with every density's parameters."""
+  def encode(self, x):
+    """The bottom-up pass: (features h1 [b, s, s, 2f], mean2, logvar2 [b, latent_dim]).
+
+    It depends on x alone, so importance sampling runs it once per image and only the
+    top-down pass (`log_weight_terms`) once per sample.
+    """
+    return self._bottom_up(x)
+
+  def _posterior(self, x, rng, deterministic: bool = False, encoded=None):
+    """One joint sample from q(z2, z1 | x), with every density's parameters; `encoded` is
+    x's `encode` output when the caller already has it (x is then unused)."""
     rng2, rng1 = (None, None) if deterministic else jax.random.split(rng)
-    h1, mean2, logvar2 = self._bottom_up(x)
+    h1, mean2, logvar2 = self._bottom_up(x) if encoded is None else encoded
     z2 = mean2 if deterministic else (
         mean2 + jnp.exp(0.5 * logvar2) * jax.random.normal(rng2, mean2.shape, mean2.dtype))
     d1, prior_mean1, prior_logvar1 = self._prior_low(z2)
@@ -128,10 +137,10 @@ class HierarchicalVAE(nn.Module):
     """Likelihood parameters decoded from the posterior means (z2's, then z1's given it)."""
     return self._posterior(x, None, deterministic=True)[2]
 
-  def log_weight_terms(self, x, rng):
-    """(likelihood parameters, log p(z1, z2) - log q(z1, z2 | x) [b]) for one sample: the
-    importance weight without its log p(x | z1) term."""
-    (z2, m2, lv2), (z1, m1, lv1, pm1, plv1), out = self._posterior(x, rng)
+  def log_weight_terms(self, encoded, rng):
+    """(likelihood parameters, log p(z1, z2) - log q(z1, z2 | x) [b]) for one joint sample
+    given x's `encode` output: the importance weight without its log p(x | z1) term."""
+    (z2, m2, lv2), (z1, m1, lv1, pm1, plv1), out = self._posterior(None, rng, encoded=encoded)
     log_p = (_gaussian_log_prob(z2, jnp.zeros_like(z2), jnp.zeros_like(z2))
              + _gaussian_log_prob(z1, pm1, plv1))
     log_q = _gaussian_log_prob(z2, m2, lv2) + _gaussian_log_prob(z1, m1, lv1)

@@ -29,8 +29,9 @@ def test_closed_form_kl_is_the_mean_log_ratio_of_its_densities():
   by IWAE describe the same distributions."""
   model, variables, x = _model_and_vars()
   keys = jax.random.split(jax.random.PRNGKey(5), 4000)
-  _, log_ratio = jax.vmap(lambda k: model.apply(variables, x, k, method=model.log_weight_terms))(
-      keys)
+  encoded = model.apply(variables, x, method=model.encode)
+  _, log_ratio = jax.vmap(
+      lambda k: model.apply(variables, encoded, k, method=model.log_weight_terms))(keys)
   _, kl = jax.vmap(lambda k: model.apply(variables, x, k))(keys)
   # The KL of the lower level depends on the sampled z2, so compare expectations.
   np.testing.assert_allclose(-np.mean(log_ratio, 0), np.mean(kl, 0), rtol=0.05, atol=0.05)
@@ -42,3 +43,13 @@ def test_gaussian_kl_matches_the_formula():
   expected = sum(0.5 * (b - a + (np.exp(a) + (m - n) ** 2) / np.exp(b) - 1.0)
                  for m, a, n, b in zip(mq[0], lq[0], mp[0], lp[0]))
   np.testing.assert_allclose(hvae._gaussian_kl(mq, lq, mp, lp), [expected], rtol=1e-5)
+
+
+def test_one_bottom_up_pass_draws_the_same_sample_as_the_full_pass():
+  """IWAE encodes once and reuses the features for every sample: same key, same draw."""
+  model, variables, x = _model_and_vars()
+  key = jax.random.PRNGKey(6)
+  encoded = model.apply(variables, x, method=model.encode)
+  out, _ = model.apply(variables, encoded, key, method=model.log_weight_terms)
+  full, _ = model.apply(variables, x, key)
+  np.testing.assert_allclose(out, full, rtol=1e-6, atol=1e-6)
