@@ -199,6 +199,10 @@ def base_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       max_inflight_steps=2,    # How far the host may run ahead of the device.
       ema_decay=0.0,           # 0 turns parameter EMA off.
+      # A workdir whose latest parameters (and model state) start this run; the step and
+      # the optimizer start afresh. For fine-tuning, e.g. an ELBO-trained VAE on the IWAE
+      # bound. Ignored once this run has its own checkpoint, so resuming continues it.
+      init_from="",
       mesh=dict(data=-1, model=1),
       # Sample metrics (FID, KID, precision/recall) for families that sample. They need the
       # feature network `jaxgen train-features --dataset NAME` makes; training skips them

@@ -5,25 +5,13 @@ import os
 import jax
 import numpy as np
 
-from jaxgen import checkpoint, evaluators, families, images, sharding, train
+from jaxgen import evaluators, families, images, sharding, train
 from jaxgen.errors import UserError
 
 
 def restore(workdir: str):
   """(config, family, mesh, state) of the latest checkpoint in WORKDIR."""
-  if not os.path.exists(checkpoint.config_path(workdir)):
-    raise UserError(f"{workdir!r} holds no jaxgen run (no config.json): train one with "
-                    "`jaxgen train --config experiments/X.py --workdir DIR` first")
-  config = checkpoint.read_config(workdir)
-  family = families.get(config.family)
-  mesh = sharding.create_mesh(config.mesh)
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints, async_save=False)
-  if mngr.latest_step() is None:
-    raise UserError(f"{workdir!r} has no checkpoint yet: let training reach "
-                    "checkpoint_every steps (or finish) first")
-  state, _ = train.restore_or_init(config, family, mesh, mngr)
-  mngr.close()
-  return config, family, mesh, state
+  return train.restore_run(workdir)
 
 
 def _labels(config, num: int, label: int | None):

@@ -22,10 +22,15 @@ from jaxgen.data import datasets, input_pipeline
 from jaxgen.errors import UserError
 
 
+def _init_fn(config, family=None):
+  """rng -> a fresh TrainState for this config (unjitted, unsharded)."""
+  family = family or families.get(config.family)
+  return functools.partial(family.init_state, config, image_shape=family.image_shape(config))
+
+
 def create_state_fns(config, family, mesh):
   """(abstract state with shardings, jitted init, state shardings) for this config and mesh."""
-  shape = family.image_shape(config)
-  init = functools.partial(family.init_state, config, image_shape=shape)
+  init = _init_fn(config, family)
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(init, rng)
   shardings = sharding.state_shardings(abstract, mesh, config.sharding.rules)
@@ -36,9 +41,93 @@ def create_state_fns(config, family, mesh):
 
 
 def restore_or_init(config, family, mesh, mngr):
+  """(state, its shardings): the run's latest checkpoint, else a fresh state (its parameters
+  taken from config.init_from's run when set)."""
   abstract, init, shardings = create_state_fns(config, family, mesh)
+  if config.get("init_from"):
+    init = functools.partial(_initialised_from, config, init, shardings)
   with jax.set_mesh(mesh):
     return checkpoint.restore_or_init(mngr, abstract, init), shardings
+
+
+def restore_run(workdir: str, mesh=None):
+  """(config, family, mesh, state) of the latest checkpoint in WORKDIR, on `mesh` (default:
+  the run's own mesh spec over this machine's devices)."""
+  config = _run_config(workdir)
+  family = families.get(config.family)
+  mesh = mesh if mesh is not None else sharding.create_mesh(config.mesh)
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints, async_save=False)
+  if mngr.latest_step() is None:
+    raise UserError(f"{workdir!r} has no checkpoint yet: let training reach "
+                    "checkpoint_every steps (or finish) first")
+  state, _ = restore_or_init(config, family, mesh, mngr)
+  mngr.close()
+  return config, family, mesh, state
+
+
+def _run_config(workdir: str):
+  if not os.path.exists(checkpoint.config_path(workdir)):
+    raise UserError(f"{workdir!r} holds no jaxgen run (no config.json): train one with "
+                    "`jaxgen train --config experiments/X.py --workdir DIR` first")
+  return checkpoint.read_config(workdir)
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  folder = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
+def check_init_from(config, workdir: str) -> None:
+  """Fails before anything is written if config.init_from cannot start this run (see
+  `_check_source`). Skipped once WORKDIR has its own checkpoint: resuming ignores it."""
+  if config.get("init_from") and not _has_checkpoint(workdir):
+    _check_source(config)
+
+
+def _check_source(config) -> None:
+  """A UserError unless config.init_from is a run of this family with a checkpoint and
+  parameters of this config's shapes (compared abstractly: nothing is loaded)."""
+  source = config.init_from
+  source_config = _run_config(source)
+  if not _has_checkpoint(source):
+    raise UserError(f"init_from={source!r} has no checkpoint yet: let that run reach "
+                    "checkpoint_every steps (or finish) first")
+  if source_config.family != config.family:
+    raise UserError(f"init_from={source!r} is a {source_config.family} run, this is a "
+                    f"{config.family} run: start from a run of the same family")
+  there, here = (jax.eval_shape(_init_fn(c), jax.random.PRNGKey(0))
+                 for c in (source_config, config))
+  for name in ("params", "model_state"):
+    _check_fits(source, name, getattr(there, name), getattr(here, name))
+
+
+def _initialised_from(config, init, shardings):
+  """A fresh state (step 0, the new config's optimizer and rng) carrying the parameters and
+  model state of config.init_from's latest checkpoint. EMA, when kept, restarts at them.
+
+  The optimizer state stays as `init` made it: jaxgen's optimizers (Adam variants) start
+  from zeros whatever the parameters, so it fits the carried ones.
+  """
+  _check_source(config)
+  fresh = init()
+  mesh = next(iter(jax.tree.leaves(shardings))).mesh
+  _, _, _, loaded = restore_run(config.init_from, mesh)
+  params = jax.device_put(loaded.params, shardings.params)
+  ema = jax.tree.map(jnp.copy, params) if fresh.ema_params else fresh.ema_params
+  return fresh.replace(params=params, ema_params=ema,
+                       model_state=jax.device_put(loaded.model_state, shardings.model_state))
+
+
+def _check_fits(source, name, loaded, fresh):
+  """A UserError naming the first leaf whose path or shape differs between the two trees."""
+  shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf
+                         in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  have, want = shapes(loaded), shapes(fresh)
+  if have != want:
+    key = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))[0]
+    raise UserError(f"init_from={source!r}: its {name} do not fit this model ({name}{key}: "
+                    f"{have.get(key, 'missing')} there, {want.get(key, 'missing')} here): "
+                    "start from a run of the same model and widths")
 
 
 def compile_train_step(config, family, mesh, state_shardings):
@@ -131,6 +220,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
                     f"{mesh.shape[sharding.DATA]} devices of the data axis")
   train_source = load_data(config, family, config.data.train_split)
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
+  check_init_from(config, workdir)
   prepare_workdir(config, workdir)
 
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
@@ -144,8 +234,9 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   if jax.process_index() == 0:
     print(f"training {config.family} on {config.data.name} ({len(train_source.images)} images, "
           f"{train_source.num_dropped} corrupt skipped) from step {start} to "
-          f"{config.total_steps} on {jax.device_count()} devices, mesh {dict(mesh.shape)}",
-          flush=True)
+          f"{config.total_steps} on {jax.device_count()} devices, mesh {dict(mesh.shape)}"
+          + (f", parameters from {config.init_from}" if start == 0 and config.get("init_from")
+             else ""), flush=True)
 
   dataset = input_pipeline.train_dataset(
       config.data, train_source, local_batch_size=config.batch_size // jax.process_count(),

@@ -95,3 +95,40 @@ def test_one_and_four_devices_evaluate_and_sample_alike(experiment, data_dir, tm
   np.testing.assert_array_equal(one_samples, four_samples)
   inference.write_samples(str(tmp_path / "grid.png"), one_samples)
   assert os.path.getsize(tmp_path / "grid.png") > 0
+
+
+def test_init_from_starts_a_fresh_run_from_another_runs_parameters(data_dir, tmp_path):
+  """Fine-tuning: step 0, a fresh optimizer, the source's latest parameters; once the new
+  run has its own checkpoint, resuming continues it instead of starting over."""
+  from jaxgen import checkpoint, families, sharding
+  from jaxgen.errors import UserError
+  experiment = EXPERIMENTS[0]
+  source, tuned = str(tmp_path / "source"), str(tmp_path / "tuned")
+  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=2), source)
+  config = small_config(experiment, data_dir, total_steps=2, init_from=source)
+  family, mesh = families.get(config.family), sharding.create_mesh(config.mesh)
+  mngr = checkpoint.manager(str(tmp_path / "empty"), 1, async_save=False)
+  state, _ = train.restore_or_init(config, family, mesh, mngr)
+  _, init, _ = train.create_state_fns(config, family, mesh)
+  fresh = init()
+  assert int(state.step) == 0
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params),
+               final_params(source))
+  assert not np.allclose(*(jax.tree.leaves(p)[0] for p in (fresh.params, state.params)))
+  jax.tree.map(np.testing.assert_array_equal, state.opt_state, fresh.opt_state)
+  # Through the loop: one step from the carried parameters, then a resume to step 2.
+  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=1,
+                                        init_from=source), tuned)
+  train.train_and_evaluate(config, tuned)
+  assert [r["step"] for r in read_metrics(tuned)] == [1, 2]
+  assert checkpoint.read_config(tuned).init_from == source
+  # A source that does not fit is refused before anything is written, naming what differs.
+  with pytest.raises(UserError, match="do not fit this model"):
+    train.train_and_evaluate(small_config(experiment, data_dir, total_steps=1,
+                                          init_from=source, **{"model.features": 4}),
+                             str(tmp_path / "wider"))
+  assert not os.path.exists(tmp_path / "wider")
+  with pytest.raises(UserError, match="holds no jaxgen run"):
+    train.train_and_evaluate(small_config(experiment, data_dir, total_steps=1,
+                                          init_from=str(tmp_path / "nothing")),
+                             str(tmp_path / "other"))
