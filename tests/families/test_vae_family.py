@@ -117,6 +117,7 @@ def _samples(config, state):
 
 @pytest.mark.parametrize("spec,overrides", [
     (BINARY, {"vae.train_k": "2"}),
+    ("experiments/vae_binarized_fashion_mnist.py:long", {}),  # Full widths.
     (EIGHT_BIT, {"vae.free_bits": "0.25", "vae.beta": "2.0"}),
     ("experiments/vae_mnist.py:small", {"vae.kl_warmup_steps": "100", "vae.free_bits": "1.0"}),
     ("experiments/vae_cifar10.py:small", {}),
