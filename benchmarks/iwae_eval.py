@@ -17,11 +17,11 @@ import time
 
 import jax
 
-from jaxgen import config as config_lib, sharding
+from jaxgen import sharding
 from jaxgen.families import vae
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from throughput import _flops, synthetic_batch  # noqa: E402  (a sibling script)
+from throughput import _flops, parse_config, synthetic_batch  # noqa: E402  (a sibling script)
 
 
 def measure(config, k: int, batch: int, repeats: int) -> dict:
@@ -48,13 +48,10 @@ def measure(config, k: int, batch: int, repeats: int) -> dict:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", required=True)
   parser.add_argument("--k", type=int, default=100)
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=5)
-  args, rest = parser.parse_known_args(argv)
-  _, overrides = config_lib.split_override_args(rest)
-  config = config_lib.load(args.config, overrides)
+  args, config = parse_config(parser, argv)
   print(json.dumps({"config": args.config, **measure(config, args.k, args.batch,
                                                       args.repeats)}))
 

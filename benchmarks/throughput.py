@@ -98,16 +98,21 @@ def measure(config, steps: int, warmup: int, peak_tflops: float | None = None,
   return result
 
 
+def parse_config(parser: argparse.ArgumentParser, argv=None):
+  """(args, config): the parser's own flags plus --config and --config.KEY=VALUE overrides."""
+  parser.add_argument("--config", required=True)
+  args, rest = parser.parse_known_args(argv)
+  _, overrides = config_lib.split_override_args(rest)
+  return args, config_lib.load(args.config, overrides)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", required=True)
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--peak-tflops", type=float, default=None,
                       help="the device's peak, for MFU where it is not in the table")
-  args, rest = parser.parse_known_args(argv)
-  _, overrides = config_lib.split_override_args(rest)
-  config = config_lib.load(args.config, overrides)
+  args, config = parse_config(parser, argv)
   print(json.dumps({"config": args.config, **measure(config, args.steps, args.warmup,
                                                       args.peak_tflops)}))
 

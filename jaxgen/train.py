@@ -106,9 +106,9 @@ def _initialised_from(config, init, shardings):
   model state of config.init_from's latest checkpoint. EMA, when kept, restarts at them.
 
   The optimizer state stays as `init` made it: jaxgen's optimizers (Adam variants) start
-  from zeros whatever the parameters, so it fits the carried ones.
+  from zeros whatever the parameters, so it fits the carried ones. `check_init_from` has
+  vetted the source before anything was written.
   """
-  _check_source(config)
   fresh = init()
   mesh = next(iter(jax.tree.leaves(shardings))).mesh
   _, _, _, loaded = restore_run(config.init_from, mesh)

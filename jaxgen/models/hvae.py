@@ -74,7 +74,12 @@ class HierarchicalVAE(nn.Module):
     self.down = [layers.ConvTranspose(self.features, dtype=self.dtype),
                  layers.ConvTranspose(out_features, dtype=self.dtype)]
 
-  def _bottom_up(self, x):
+  def encode(self, x):
+    """The bottom-up pass: (features h1 [b, s, s, 2f], mean2, logvar2 [b, latent_dim]).
+
+    It depends on x alone, so importance sampling runs it once per image and only the
+    top-down pass (`log_weight_terms`) once per sample.
+    """
     h = x.astype(self.dtype)
     for conv in self.up:
       h = nn.relu(conv(h))
@@ -94,19 +99,11 @@ class HierarchicalVAE(nn.Module):
     h = nn.relu(self.down[0](h))
     return self.down[1](h)
 
-  def encode(self, x):
-    """The bottom-up pass: (features h1 [b, s, s, 2f], mean2, logvar2 [b, latent_dim]).
-
-    It depends on x alone, so importance sampling runs it once per image and only the
-    top-down pass (`log_weight_terms`) once per sample.
-    """
-    return self._bottom_up(x)
-
   def _posterior(self, x, rng, deterministic: bool = False, encoded=None):
     """One joint sample from q(z2, z1 | x), with every density's parameters; `encoded` is
     x's `encode` output when the caller already has it (x is then unused)."""
     rng2, rng1 = (None, None) if deterministic else jax.random.split(rng)
-    h1, mean2, logvar2 = self._bottom_up(x) if encoded is None else encoded
+    h1, mean2, logvar2 = self.encode(x) if encoded is None else encoded
     z2 = mean2 if deterministic else (
         mean2 + jnp.exp(0.5 * logvar2) * jax.random.normal(rng2, mean2.shape, mean2.dtype))
     d1, prior_mean1, prior_logvar1 = self._prior_low(z2)
