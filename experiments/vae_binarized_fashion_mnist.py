@@ -25,7 +25,8 @@ def get_config(arg=None):
   # data.normalize='unit': the family binarises [0, 1] pixels on device each step.
   config = vae.experiment_config(
       dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
-           likelihood="bernoulli", num_mixtures=10, blocks=0, hidden=256),
+           likelihood="bernoulli", num_mixtures=10, blocks=0, hidden=256,
+           pixel_layers=0, pixel_features=16, pixel_kernel=5),
       arg, data_name="fashion_mnist", normalize="unit",
       small_model=dict(latent_dim=4, features=8), variants=("demo", "small", "long"))
   if arg == "long":

@@ -15,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import logging
+from flax import traverse_util
 
 from jaxgen import checkpoint, config as config_lib, evaluators, families, images, reporting
 from jaxgen import sharding
@@ -77,16 +78,19 @@ def _has_checkpoint(workdir: str) -> bool:
   return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
 
-def check_init_from(config, workdir: str) -> None:
+def check_init_from(config, workdir: str) -> list[str]:
   """Fails before anything is written if config.init_from cannot start this run (see
-  `_check_source`). Skipped once WORKDIR has its own checkpoint: resuming ignores it."""
+  `_check_source`); else the arrays this model adds to the source's, which keep their
+  initialisation. Skipped once WORKDIR has its own checkpoint: resuming ignores it."""
   if config.get("init_from") and not _has_checkpoint(workdir):
-    _check_source(config)
+    return _check_source(config)
+  return []
 
 
-def _check_source(config) -> None:
-  """A UserError unless config.init_from is a run of this family with a checkpoint and
-  parameters of this config's shapes (compared abstractly: nothing is loaded)."""
+def _check_source(config) -> list[str]:
+  """A UserError unless config.init_from is a run of this family with a checkpoint whose
+  parameters (and model state) all reappear here with the same shapes, compared abstractly
+  (nothing is loaded); the names of the arrays only this model has."""
   source = config.init_from
   source_config = _run_config(source)
   if not _has_checkpoint(source):
@@ -97,13 +101,15 @@ def _check_source(config) -> None:
                     f"{config.family} run: start from a run of the same family")
   there, here = (jax.eval_shape(_init_fn(c), jax.random.PRNGKey(0))
                  for c in (source_config, config))
-  for name in ("params", "model_state"):
-    _check_fits(source, name, getattr(there, name), getattr(here, name))
+  return [new for name in ("params", "model_state")
+          for new in _check_fits(source, name, getattr(there, name), getattr(here, name))]
 
 
 def _initialised_from(config, init, shardings):
   """A fresh state (step 0, the new config's optimizer and rng) carrying the parameters and
-  model state of config.init_from's latest checkpoint. EMA, when kept, restarts at them.
+  model state of config.init_from's latest checkpoint; arrays the source lacks (a part this
+  model adds, such as a pixel head) keep their initialisation. EMA, when kept, restarts at
+  the result.
 
   The optimizer state stays as `init` made it: jaxgen's optimizers (Adam variants) start
   from zeros whatever the parameters, so it fits the carried ones. `check_init_from` has
@@ -112,22 +118,34 @@ def _initialised_from(config, init, shardings):
   fresh = init()
   mesh = next(iter(jax.tree.leaves(shardings))).mesh
   _, _, _, loaded = restore_run(config.init_from, mesh)
-  params = jax.device_put(loaded.params, shardings.params)
+  params = jax.device_put(_overlay(fresh.params, loaded.params), shardings.params)
+  model_state = jax.device_put(_overlay(fresh.model_state, loaded.model_state),
+                               shardings.model_state)
   ema = jax.tree.map(jnp.copy, params) if fresh.ema_params else fresh.ema_params
-  return fresh.replace(params=params, ema_params=ema,
-                       model_state=jax.device_put(loaded.model_state, shardings.model_state))
+  return fresh.replace(params=params, ema_params=ema, model_state=model_state)
 
 
-def _check_fits(source, name, loaded, fresh):
-  """A UserError naming the first leaf whose path or shape differs between the two trees."""
+def _overlay(fresh, loaded):
+  """The nested dict `fresh` with every array `loaded` has replaced by loaded's."""
+  flat = traverse_util.flatten_dict(fresh)
+  flat.update(traverse_util.flatten_dict(loaded))
+  return traverse_util.unflatten_dict(flat)
+
+
+def _check_fits(source, name, loaded, fresh) -> list[str]:
+  """A UserError naming the first leaf of `loaded` missing from `fresh` or shaped
+  differently there; else the leaves only `fresh` has, as '{name}[...]' strings."""
   shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf
                          in jax.tree_util.tree_flatten_with_path(tree)[0]}
   have, want = shapes(loaded), shapes(fresh)
-  if have != want:
-    key = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))[0]
+  misfits = sorted(k for k in have if have[k] != want.get(k))
+  if misfits:
+    key = misfits[0]
     raise UserError(f"init_from={source!r}: its {name} do not fit this model ({name}{key}: "
-                    f"{have.get(key, 'missing')} there, {want.get(key, 'missing')} here): "
-                    "start from a run of the same model and widths")
+                    f"{have[key]} there, {want.get(key, 'missing')} here): start from a run "
+                    "of the same model and widths (this model may add parts, not drop or "
+                    "resize them)")
+  return [f"{name}{k}" for k in sorted(want.keys() - have.keys())]
 
 
 def compile_train_step(config, family, mesh, state_shardings):
@@ -220,7 +238,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
                     f"{mesh.shape[sharding.DATA]} devices of the data axis")
   train_source = load_data(config, family, config.data.train_split)
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
-  check_init_from(config, workdir)
+  new_arrays = check_init_from(config, workdir)
   prepare_workdir(config, workdir)
 
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
@@ -237,6 +255,9 @@ def train_and_evaluate(config, workdir: str) -> int | None:
           f"{config.total_steps} on {jax.device_count()} devices, mesh {dict(mesh.shape)}"
           + (f", parameters from {config.init_from}" if start == 0 and config.get("init_from")
              else ""), flush=True)
+    if new_arrays:
+      print(f"  {len(new_arrays)} arrays are new to this model and start at their "
+            f"initialisation: {', '.join(new_arrays)}", flush=True)
 
   dataset = input_pipeline.train_dataset(
       config.data, train_source, local_batch_size=config.batch_size // jax.process_count(),

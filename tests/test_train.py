@@ -132,3 +132,28 @@ def test_init_from_starts_a_fresh_run_from_another_runs_parameters(data_dir, tmp
     train.train_and_evaluate(small_config(experiment, data_dir, total_steps=1,
                                           init_from=str(tmp_path / "nothing")),
                              str(tmp_path / "other"))
+
+
+def test_init_from_grows_a_model_by_new_parts_and_refuses_to_drop_any(data_dir, tmp_path):
+  """A pixel head grown onto a trained VAE: the source's arrays carried, the head's new ones
+  at the initialisation a fresh run would give them; the reverse would drop the head."""
+  from jaxgen import checkpoint, families, sharding
+  from jaxgen.errors import UserError
+  experiment = "experiments/vae_binarized_fashion_mnist.py"
+  source, headed = str(tmp_path / "source"), str(tmp_path / "headed")
+  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=1), source)
+  config = small_config(experiment, data_dir, total_steps=1, init_from=source,
+                        **{"model.pixel_layers": 1})
+  new = train.check_init_from(config, headed)
+  assert new and all(name.startswith("params['head']") for name in new)
+  family, mesh = families.get(config.family), sharding.create_mesh(config.mesh)
+  mngr = checkpoint.manager(str(tmp_path / "empty"), 1, async_save=False)
+  state = jax.device_get(train.restore_or_init(config, family, mesh, mngr)[0].params)
+  fresh = jax.device_get(train.create_state_fns(config, family, mesh)[1]().params)
+  carried = {name: value for name, value in state.items() if name != "head"}
+  jax.tree.map(np.testing.assert_array_equal, carried, final_params(source))
+  jax.tree.map(np.testing.assert_array_equal, state["head"], fresh["head"])
+  train.train_and_evaluate(config, headed)
+  with pytest.raises(UserError, match=r"params\['head'\].*there, missing here"):
+    train.check_init_from(small_config(experiment, data_dir, init_from=headed),
+                          str(tmp_path / "dropped"))

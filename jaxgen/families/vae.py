@@ -255,15 +255,22 @@ def _gaussian_log_weights(model, variables, x, chunk):
   mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
   b, latent = mean.shape
   log_norm = latent * math.log(2 * math.pi)
+  # A pixel head reads the image itself: each sample's copy.
+  tiled_x = jnp.broadcast_to(x, (chunk, *x.shape)).reshape(chunk * b, *x.shape[1:])
 
   def log_weights(key):
     eps = jax.random.normal(key, (chunk, b, latent))
     z = mean + jnp.exp(0.5 * logvar) * eps
-    decoded = model.apply(variables, z.reshape(chunk * b, latent), method=model.decode)
+    decoded = model.apply(variables, z.reshape(chunk * b, latent), tiled_x, method=_decode)
     log_pz = -0.5 * (jnp.sum(z ** 2, -1) + log_norm)
     log_qz = -0.5 * (jnp.sum(eps ** 2 + logvar, -1) + log_norm)
     return decoded, (log_pz - log_qz).reshape(chunk * b)
   return log_weights
+
+
+def _decode(model, z, x):
+  """The parameters of p(x|z) from a Gaussian-latent model (`ConvVAE.refine`)."""
+  return model.refine(x, model.decode(z))
 
 
 def _joint_log_weights(model, variables, x, tile):
@@ -408,9 +415,41 @@ def sample(config, state: TrainState, rng, num: int):
   """
   model = build_model(config)
   z_rng, pixel_rng = jax.random.split(rng)
-  decoded = model.apply(_variables(sampling_params(state), state.model_state), z_rng, num,
-                        method=model.sample_params)
-  return _to_images(config, decoded, pixel_rng)
+  variables = _variables(sampling_params(state), state.model_state)
+  decoded = model.apply(variables, z_rng, num, method=model.sample_params)
+  return _to_images(config, _draw_pixels(model, variables, decoded, pixel_rng)[0], pixel_rng)
+
+
+def _draw_pixels(model, variables, decoded, rng):
+  """With a pixel head, (the parameters [b, H, W, P] of each pixel given z and the pixels
+  drawn before it, the drawn binary pixels [b, H, W, C]), in raster order; without one,
+  (`decoded` as it is, None).
+
+  Each pixel's logits come from `refine` on a window of rows_above + 1 rows holding its
+  row, its Bernoulli draw joins the canvas, and the next pixel reads it: H·W window passes
+  instead of H·W whole-image ones. The window never reaches above the image (the first
+  rows share the top window), so the convolutions pad it exactly as they pad the image.
+  """
+  if not getattr(model, "pixel_layers", 0):
+    return decoded, None
+  b, h, w, _ = decoded.shape
+  rows = min(model.rows_above + 1, h)
+  base = decoded.astype(jnp.float32)
+
+  def body(index, carry):
+    canvas, out = carry
+    i, j = index // w, index % w
+    top = jnp.maximum(i - rows + 1, 0)
+    window = lambda a: jax.lax.dynamic_slice_in_dim(a, top, rows, axis=1)
+    logits = model.apply(variables, window(canvas), window(base), method=model.refine)
+    logits = logits[:, i - top, j]
+    bit = jax.random.bernoulli(jax.random.fold_in(rng, index), jax.nn.sigmoid(logits))
+    canvas = canvas.at[:, i, j].set(bit.astype(canvas.dtype))
+    return canvas, out.at[:, i, j].set(logits)
+
+  canvas = jnp.zeros((b, h, w, model.channels), jnp.float32)
+  canvas, out = jax.lax.fori_loop(0, h * w, body, (canvas, jnp.zeros_like(base)))
+  return out, canvas
 
 
 def _to_images(config, decoded, rng):
@@ -430,9 +469,9 @@ def reconstruct(config, state: TrainState, image, rng):
   model = build_model(config)
   input_rng, pixel_rng = jax.random.split(rng)
   x, _ = _inputs(config, image, input_rng)
-  decoded = model.apply(_variables(sampling_params(state), state.model_state), x,
-                        method=model.reconstruct_params)
-  return _to_images(config, decoded, pixel_rng)
+  variables = _variables(sampling_params(state), state.model_state)
+  decoded = model.apply(variables, x, method=model.reconstruct_params)
+  return _to_images(config, _draw_pixels(model, variables, decoded, pixel_rng)[0], pixel_rng)
 
 
 def traverse(config, state: TrainState, rng, num_dims: int, steps: int, span: float = 3.0):
@@ -448,6 +487,6 @@ def traverse(config, state: TrainState, rng, num_dims: int, steps: int, span: fl
   values = jnp.linspace(-span, span, steps)
   z = z.at[jnp.arange(num_dims)[:, None], jnp.arange(steps)[None], jnp.arange(num_dims)[:, None]
            ].set(values[None])
-  decoded = model.apply({"params": sampling_params(state)}, z.reshape(num_dims * steps, -1),
-                        method=model.decode)
-  return _to_images(config, decoded, pixel_rng)
+  variables = {"params": sampling_params(state)}
+  decoded = model.apply(variables, z.reshape(num_dims * steps, -1), method=model.decode)
+  return _to_images(config, _draw_pixels(model, variables, decoded, pixel_rng)[0], pixel_rng)

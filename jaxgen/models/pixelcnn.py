@@ -109,6 +109,7 @@ class MaskedConv(nn.Module):
     out_blocks: gate blocks among the outputs (see `channel_groups`).
     dtype: computation dtype; parameters stay float32.
     precision: lax precision of the convolution.
+    kernel_init: the kernel's initialiser (zeros makes a residual branch start closed).
   """
   features: int
   kernel_size: tuple[int, int] = (1, 1)
@@ -118,6 +119,7 @@ class MaskedConv(nn.Module):
   out_blocks: int = 1
   dtype: Any = jnp.float32
   precision: Any = None
+  kernel_init: Any = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x, row=None):
@@ -125,8 +127,8 @@ class MaskedConv(nn.Module):
     row `row`, [b, 1, W, in], and so is the output."""
     kh, kw = self.kernel_size
     ch, cw = self.centre or (kh // 2, kw // 2)
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (kh, kw, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features),
+                        jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     if self.mask is not None:
       kernel = kernel * causal_mask(

@@ -117,6 +117,7 @@ def _samples(config, state):
 
 @pytest.mark.parametrize("spec,overrides", [
     (BINARY, {"vae.train_k": "2"}),
+    (BINARY, {"vae.train_k": "2", "model.pixel_layers": "2"}),  # IWAE through a pixel head.
     ("experiments/vae_binarized_fashion_mnist.py:long", {}),  # Full widths.
     (EIGHT_BIT, {"vae.free_bits": "0.25", "vae.beta": "2.0"}),
     ("experiments/vae_mnist.py:small", {"vae.kl_warmup_steps": "100", "vae.free_bits": "1.0"}),
@@ -311,3 +312,51 @@ def test_reconstructions_of_every_model_have_the_image_shape(spec):
   recon = jax.jit(lambda s, x: vae.reconstruct(config, s, x, jax.random.PRNGKey(1)))(
       _state(config), batch["image"])
   assert recon.shape == batch["image"].shape
+
+
+def _active_pixel_head(layers=2):
+  """A small binary config with a pixel head whose parameters are perturbed (a fresh head's
+  output layer is zero, which would make every head test pass vacuously)."""
+  config = config_lib.load(BINARY, {"model.pixel_layers": str(layers)})
+  params = _state(config).params
+  keys = iter(jax.random.split(jax.random.PRNGKey(7), len(jax.tree.leaves(params["head"]))))
+  head = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape),
+                      params["head"])
+  return config, vae.build_model(config), {"params": dict(params, head=head)}
+
+
+def test_pixel_head_sampler_draws_what_the_parallel_head_scores():
+  """The windowed raster-order sampler's logits equal `refine` on the image it drew: each
+  window sees what the whole image shows its pixel (incl. the first rows, at the top)."""
+  config, model, variables = _active_pixel_head()
+  decoded = model.apply(variables, jax.random.PRNGKey(1), 2, method=model.sample_params)
+  logits, bits = jax.jit(lambda d: vae._draw_pixels(model, variables, d,
+                                                    jax.random.PRNGKey(2)))(decoded)
+  assert set(np.unique(bits)) == {0.0, 1.0}
+  parallel = model.apply(variables, bits, decoded, method=model.refine)
+  np.testing.assert_allclose(logits, parallel, atol=1e-5)
+  assert not np.allclose(parallel, decoded, atol=1e-3)  # The head is in play.
+  # The drawn pixels are the image `sample` shows the probabilities of.
+  shown = jax.jit(lambda s, r: vae.sample(config, s, r, 2))(
+      _state(config).replace(params=variables["params"]), jax.random.PRNGKey(0))
+  z_rng, pixel_rng = jax.random.split(jax.random.PRNGKey(0))
+  expected = vae._draw_pixels(model, variables, model.apply(
+      variables, z_rng, 2, method=model.sample_params), pixel_rng)[0]
+  np.testing.assert_allclose(shown, jax.nn.sigmoid(expected), atol=1e-6)
+
+
+def test_pixel_head_counts_in_the_iwae_bound_and_a_closed_head_is_the_plain_model():
+  """Every IWAE sample is scored through refine(x, decode(z)): with the head's output layer
+  zeroed, the bound is exactly the factorised model's on the same parameters; open, it moves."""
+  config, _, variables = _active_pixel_head(1)
+  plain = config_lib.load(BINARY, {})
+  image = jax.random.uniform(jax.random.PRNGKey(4), (3, 28, 28, 1))
+  rng = jax.random.PRNGKey(5)
+  params = variables["params"]
+  head = dict(params["head"], MaskedConv_1=jax.tree.map(jnp.zeros_like,
+                                                       params["head"]["MaskedConv_1"]))
+  closed = dict(params, head=head)
+  without = {name: value for name, value in params.items() if name != "head"}
+  bound = lambda c, p: vae.negative_iwae(c, p, image, rng, 4)
+  np.testing.assert_allclose(bound(config, closed), bound(plain, without), rtol=1e-6)
+  assert not np.allclose(bound(config, params), bound(plain, without), rtol=1e-3)

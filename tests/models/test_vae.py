@@ -106,9 +106,31 @@ def test_bfloat16_computation_keeps_float32_params():
 @pytest.mark.parametrize("kwargs,message", [(dict(image_size=30), "image_size=30"),
                                             (dict(likelihood="poisson"), "likelihood='poisson'"),
                                             (dict(num_mixtures=0), "num_mixtures=0"),
-                                            (dict(blocks=-1), "blocks=-1")])
+                                            (dict(blocks=-1), "blocks=-1"),
+                                            (dict(pixel_layers=1, pixel_kernel=4),
+                                             "pixel_kernel=4"),
+                                            (dict(pixel_layers=1, likelihood="categorical"),
+                                             "pixel head samples Bernoulli")])
 def test_bad_configuration_is_a_user_error(kwargs, message):
   model = vae.ConvVAE(**{"image_size": 28, "channels": 1, **kwargs})
   size = model.image_size
   with pytest.raises(UserError, match=message):
     model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1)), jax.random.PRNGKey(1))
+
+
+def test_pixel_head_starts_closed_and_reads_only_earlier_pixels():
+  """A fresh head returns the decoder's parameters unchanged (so it can be grown onto a
+  trained VAE); a trained one makes pixel (i, j) depend on pixels before it, never on
+  (i, j) itself or later ones."""
+  model = vae.ConvVAE(28, 1, latent_dim=4, features=8, pixel_layers=2)
+  x = (jax.random.uniform(jax.random.PRNGKey(0), (2, 28, 28, 1)) < 0.4).astype(jnp.float32)
+  params = model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))["params"]
+  decoded = model.apply({"params": params}, jnp.ones((2, 4)), method=model.decode)
+  refine = lambda p, x: model.apply({"params": p}, x, decoded, method=model.refine)
+  np.testing.assert_array_equal(refine(params, x), decoded)
+  keys = iter(jax.random.split(jax.random.PRNGKey(3), len(jax.tree.leaves(params))))
+  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape), params)
+  flipped = x.at[:, 10, 5:].set(1.0 - x[:, 10, 5:]).at[:, 11:].set(1.0 - x[:, 11:])
+  change = np.abs(refine(params, flipped) - refine(params, x))[..., 0]
+  assert change[:, :10].max() == 0.0 and change[:, 10, :6].max() == 0.0
+  assert change[:, 10, 6:].max() > 1e-3  # (10, 6) reads (10, 5).
