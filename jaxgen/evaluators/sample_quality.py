@@ -7,6 +7,8 @@ vectors themselves, so at most `evaluation.max_stored_features` of each side are
 """
 
 import os
+import sys
+import time
 from typing import Iterator
 
 import jax
@@ -129,11 +131,17 @@ class SampleQualityEvaluator:
     chunk = self.config.eval_batch_size
     streamer = _Streamer(cfg.max_stored_features)
     rng = jax.random.PRNGKey(self.config.seed + 3)  # The same latents at every evaluation.
+    start = time.perf_counter()
     with jax.set_mesh(self.mesh):
       for i in range(-(-cfg.num_samples // chunk)):
         images = self._sample(state, jax.random.fold_in(rng, i))
         mask = (i * chunk + np.arange(chunk) < cfg.num_samples).astype(np.float32)
         streamer.add(self.features_fn(images), mask)  # Sharded like the samples.
+        if jax.process_index() == 0 and (i + 1) % 10 == 0:  # Pixel-by-pixel samplers are slow.
+          done = min((i + 1) * chunk, cfg.num_samples)
+          print(f"sampling for FID/KID/P/R: {done} of {cfg.num_samples}, "
+                f"{done / (time.perf_counter() - start):,.0f} samples/s", file=sys.stderr,
+                flush=True)
     fake, real = streamer.result(), self.reference
     p = self.prefix
     for name, value in compare(real, fake, cfg, self.config.seed).items():

@@ -210,6 +210,16 @@ def _iwae_chunk(k: int, per_sample_floats: int, budget: int = 1 << 26) -> int:
   return max(fits, default=1)
 
 
+def _floats_per_sample(config, model, image_shape) -> int:
+  """The full-resolution floats one IWAE sample holds: the decoder's output and a pixel
+  head's feature maps (pixel_features wide each; they dwarf a Bernoulli output: without
+  them in the budget an IWAE-1000 evaluation ran out of memory)."""
+  per_pixel = likelihoods.num_params(config.model.likelihood, image_shape[-1],
+                                     config.model.get("num_mixtures", 10))
+  per_pixel += 2 * getattr(model, "pixel_layers", 0) * getattr(model, "pixel_features", 0)
+  return math.prod(image_shape[:2]) * per_pixel
+
+
 def negative_iwae(config, params, image, rng, k: int, model_state=None):
   """−log (1/k Σᵢ p(x, zᵢ)/q(zᵢ|x)) per example [b], in nats: the IWAE-k bound on −log p(x).
 
@@ -226,9 +236,7 @@ def negative_iwae(config, params, image, rng, k: int, model_state=None):
   x, target = _inputs(config, image, input_rng)
   variables = _variables(params, model_state)
   b = image.shape[0]
-  out_floats = math.prod(image.shape[1:3]) * likelihoods.num_params(
-      config.model.likelihood, image.shape[-1], config.model.get("num_mixtures", 10))
-  chunk = _iwae_chunk(k, b * out_floats)
+  chunk = _iwae_chunk(k, b * _floats_per_sample(config, model, image.shape[1:]))
   tile = lambda v: jnp.broadcast_to(v, (chunk, *v.shape)).reshape(chunk * b, *v.shape[1:])
   tiled = tile(target)
   log_weights = (_gaussian_log_weights(model, variables, x, chunk)

@@ -109,6 +109,9 @@ def test_iwae_bounds_are_below_the_elbo_and_the_k1_objective_is_the_elbo(monkeyp
 def test_iwae_chunks_are_divisors_within_budget():
   assert vae._iwae_chunk(1000, 256 * 784) == 250  # 250·256·784 ≤ 2^26 < 500·256·784
   assert vae._iwae_chunk(7, 1 << 30) == 1
+  # A pixel head's feature maps count: 1 + 2·2·16 floats per pixel, not the 1 of the output.
+  config = config_lib.load(BINARY, {"model.pixel_layers": "2"})
+  assert vae._floats_per_sample(config, vae.build_model(config), (28, 28, 1)) == 784 * 65
 
 
 def _samples(config, state):
