@@ -418,7 +418,8 @@ def sample(config, state: TrainState, rng, num: int):
   """Images [num, H, W, C] in the data's normalised range, latents drawn from the prior.
 
   Bernoulli: the decoder's mean image in [0, 1] (a binary draw hides the grey levels the
-  model learned); categorical and logistic mixture: sampled 8-bit int32 values; gaussian:
+  model learned; with a pixel head, each pixel's probability given the binary pixels drawn
+  before it, see `_draw_pixels`); categorical and logistic mixture: sampled 8-bit int32 values; gaussian:
   a draw rounded to its 8-bit bin k and returned as k/255, so `images.to_uint8` gives k.
   """
   model = build_model(config)
