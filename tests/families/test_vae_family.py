@@ -363,3 +363,19 @@ def test_pixel_head_counts_in_the_iwae_bound_and_a_closed_head_is_the_plain_mode
   bound = lambda c, p: vae.negative_iwae(c, p, image, rng, 4)
   np.testing.assert_allclose(bound(config, closed), bound(plain, without), rtol=1e-6)
   assert not np.allclose(bound(config, params), bound(plain, without), rtol=1e-3)
+
+
+def test_pixel_head_reconstructions_and_traversals_draw_through_the_head():
+  """Reconstructions and traversals with a pixel head are each pixel's probability given a
+  drawn past: in [0, 1], of the image's shape, and not the factorised decoder's mean."""
+  config, model, variables = _active_pixel_head()
+  state = _state(config).replace(params=variables["params"])
+  image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
+  recon = jax.jit(lambda s, x: vae.reconstruct(config, s, x, jax.random.PRNGKey(2)))(state,
+                                                                                    image)
+  x, _ = vae._inputs(config, image, jax.random.split(jax.random.PRNGKey(2))[0])
+  decoded = model.apply(variables, x, method=model.reconstruct_params)
+  assert recon.shape == image.shape and 0.0 <= float(recon.min()) <= float(recon.max()) <= 1.0
+  assert not np.allclose(recon, jax.nn.sigmoid(decoded), atol=1e-3)
+  rows = jax.jit(lambda s: vae.traverse(config, s, jax.random.PRNGKey(3), 2, 3))(state)
+  assert rows.shape == (6, 28, 28, 1) and 0.0 <= float(rows.min()) <= float(rows.max()) <= 1.0
