@@ -239,7 +239,7 @@ def negative_iwae(config, params, image, rng, k: int, model_state=None):
   chunk = _iwae_chunk(k, b * _floats_per_sample(config, model, image.shape[1:]))
   tile = lambda v: jnp.broadcast_to(v, (chunk, *v.shape)).reshape(chunk * b, *v.shape[1:])
   tiled = tile(target)
-  log_weights = (_gaussian_log_weights(model, variables, x, chunk)
+  log_weights = (_gaussian_log_weights(model, variables, x, chunk, tile)
                  if model.posterior == "gaussian" else
                  _joint_log_weights(model, variables, x, tile))
 
@@ -256,15 +256,15 @@ def negative_iwae(config, params, image, rng, k: int, model_state=None):
   return -(total - math.log(k))
 
 
-def _gaussian_log_weights(model, variables, x, chunk):
+def _gaussian_log_weights(model, variables, x, chunk, tile):
   """key -> (decoded [chunk·b, ...], log p(z) − log q(z|x) [chunk·b]) for one Gaussian
-  latent: the encoder runs once, only the decoder once per sample."""
+  latent: the encoder runs once, only the decoder once per sample. `tile` repeats a
+  per-image array once per sample of a chunk, as `negative_iwae` lays them out."""
   mean, logvar = model.apply(variables, x, method=model.encode)
   mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
   b, latent = mean.shape
   log_norm = latent * math.log(2 * math.pi)
-  # A pixel head reads the image itself: each sample's copy.
-  tiled_x = jnp.broadcast_to(x, (chunk, *x.shape)).reshape(chunk * b, *x.shape[1:])
+  tiled_x = tile(x)  # A pixel head reads the image itself: each sample's copy.
 
   def log_weights(key):
     eps = jax.random.normal(key, (chunk, b, latent))
@@ -419,8 +419,9 @@ def sample(config, state: TrainState, rng, num: int):
 
   Bernoulli: the decoder's mean image in [0, 1] (a binary draw hides the grey levels the
   model learned; with a pixel head, each pixel's probability given the binary pixels drawn
-  before it, see `_draw_pixels`); categorical and logistic mixture: sampled 8-bit int32 values; gaussian:
-  a draw rounded to its 8-bit bin k and returned as k/255, so `images.to_uint8` gives k.
+  before it, see `_draw_pixels`); categorical and logistic mixture: sampled 8-bit int32
+  values; gaussian: a draw rounded to its 8-bit bin k and returned as k/255, so
+  `images.to_uint8` gives k.
   """
   model = build_model(config)
   z_rng, pixel_rng = jax.random.split(rng)
