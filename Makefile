@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/jaxgen train --config experiments/dcgan_fashion_mnist.py:demo --workdir runs/demo
+	$(BIN)/jaxgen train --config experiments/dcgan_fashion_mnist.py:demo --workdir runs/demo
 	$(BIN)/jaxgen sample --workdir runs/demo --num 64 --out runs/demo/samples/final.png
 	@echo "demo done: samples in runs/demo/samples/, metrics in runs/demo/metrics.jsonl"
 

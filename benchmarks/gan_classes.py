@@ -15,7 +15,7 @@ import json
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import families, inference
+from jaxgen import conditioning, inference
 from jaxgen.evaluators import features
 
 
@@ -43,7 +43,7 @@ def main(argv=None):
             "predicted_class_share": [round(float(s), 4) for s in share],
             "classes_present_at_1pct": int(np.sum(share >= 0.01)),
             "min_class_share": round(float(share.min()), 4)}
-  classes = families.num_classes(config)
+  classes = conditioning.num_classes(config)
   if classes:
     per_class = args.num // classes
     agreement = []

@@ -17,7 +17,7 @@ import time
 import jax
 import numpy as np
 
-from jaxgen import config as config_lib, families, sharding, train
+from jaxgen import config as config_lib, families, images, sharding, train
 
 # Dense peak TFLOP/s per chip by device_kind substring and dtype (vendor datasheets).
 PEAK_TFLOPS = {
@@ -50,9 +50,9 @@ def synthetic_batch(config, family, mesh):
   h, w, c = family.image_shape(config)
   rng = np.random.default_rng(0)
   pixels = rng.integers(0, 256, (config.batch_size, h, w, c))
-  image = {"symmetric": pixels / 127.5 - 1.0, "unit": pixels / 255.0,
-           "integer": pixels}[config.data.normalize]
-  image = image.astype(np.int32 if config.data.normalize == "integer" else np.float32)
+  scale, offset = images.scale_offset(config.data.normalize)
+  image = (pixels / scale + offset).astype(
+      np.int32 if config.data.normalize == "integer" else np.float32)
   return {"image": jax.device_put(image, sharding.batch_sharding(mesh)),
           "label": jax.device_put(np.zeros(config.batch_size, np.int32),
                                   sharding.batch_sharding(mesh))}

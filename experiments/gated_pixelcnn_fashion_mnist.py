@@ -10,12 +10,15 @@ learned class bias in every gate; samples cycle through the classes).
 Variants: `:demo` (bundled subset), `:small` (tests), `:cifar10`.
 """
 
-from jaxgen.families import autoregressive
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small", "cifar10")
 
 
 def get_config(arg=None):
-  return autoregressive.experiment_config(
-      dict(name="gated_pixelcnn", likelihood="categorical", features=32, num_layers=12,
-           kernel_size=3, first_kernel_size=7, head_features=128, num_classes=0),
-      arg, small_model=dict(features=4, num_layers=2, head_features=8),
-      cifar10_model=dict(features=128, num_layers=15, head_features=512))
+  return experiment.autoregressive(
+      arg, VARIANTS,
+      model=dict(name="gated_pixelcnn", likelihood="categorical", features=32, num_layers=12,
+                 kernel_size=3, first_kernel_size=7, head_features=128, num_classes=0),
+      small_model=dict(features=4, num_layers=2, head_features=8),
+      per_variant=dict(cifar10=dict(model=dict(features=128, num_layers=15, head_features=512))))

@@ -9,15 +9,17 @@ compare directly. z2 is a 32-vector, z1 a 7x7x8 grid (models/hvae.py); free bits
 Variants: `:demo` on the bundled subset in a few CPU minutes; `:small` a smoke run (tests).
 """
 
-from jaxgen.families import vae
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small")
 
 
 def get_config(arg=None):
-  # data.normalize='unit': the family binarises [0, 1] pixels on device each step.
-  config = vae.experiment_config(
-      dict(name="hvae", image_size=28, channels=1, latent_dim=32, latent_channels=8,
-           features=32, likelihood="bernoulli", num_mixtures=10),
-      arg, data_name="fashion_mnist", normalize="unit",
-      small_model=dict(latent_dim=4, latent_channels=2, features=8))
-  config.vae.kl_warmup_steps = 2000
-  return config
+  return experiment.vae(
+      arg, VARIANTS,
+      model=dict(name="hvae", image_size=28, channels=1, latent_dim=32, latent_channels=8,
+                 features=32, likelihood="bernoulli", num_mixtures=10),
+      small_model=dict(latent_dim=4, latent_channels=2, features=8),
+      # normalize='unit': the family binarises [0, 1] pixels on device each step.
+      data=dict(name="fashion_mnist", normalize="unit"),
+      vae=dict(kl_warmup_steps=2000))

@@ -9,12 +9,15 @@ The PixelRNN paper's residual PixelCNN, narrowed to train on a CPU: a 7x7 mask-A
 PixelCNN removes it). Variants: `:demo` (bundled subset), `:small` (tests), `:cifar10`.
 """
 
-from jaxgen.families import autoregressive
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small", "cifar10")
 
 
 def get_config(arg=None):
-  return autoregressive.experiment_config(
-      dict(name="pixelcnn", likelihood="categorical", features=64, num_blocks=5,
-           kernel_size=3, first_kernel_size=7, head_features=128),
-      arg, small_model=dict(features=8, num_blocks=1, head_features=8),
-      cifar10_model=dict(features=128, num_blocks=12, head_features=256))
+  return experiment.autoregressive(
+      arg, VARIANTS,
+      model=dict(name="pixelcnn", likelihood="categorical", features=64, num_blocks=5,
+                 kernel_size=3, first_kernel_size=7, head_features=128),
+      small_model=dict(features=8, num_blocks=1, head_features=8),
+      per_variant=dict(cifar10=dict(model=dict(features=128, num_blocks=12, head_features=256))))

@@ -10,12 +10,16 @@ down/up-sampling U-Net body and dropout are not implemented.
 Variants: `:demo` (bundled subset), `:small` (tests), `:cifar10` (10 logistics, RGB coupled).
 """
 
-from jaxgen.families import autoregressive
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small", "cifar10")
 
 
 def get_config(arg=None):
-  return autoregressive.experiment_config(
-      dict(name="gated_pixelcnn", likelihood="logistic_mixture", num_mixtures=5, features=32,
-           num_layers=12, kernel_size=3, first_kernel_size=7, head_features=128),
-      arg, small_model=dict(features=4, num_layers=2, head_features=8, num_mixtures=2),
-      cifar10_model=dict(features=128, num_layers=15, head_features=512, num_mixtures=10))
+  return experiment.autoregressive(
+      arg, VARIANTS,
+      model=dict(name="gated_pixelcnn", likelihood="logistic_mixture", num_mixtures=5, features=32,
+                 num_layers=12, kernel_size=3, first_kernel_size=7, head_features=128),
+      small_model=dict(features=4, num_layers=2, head_features=8, num_mixtures=2),
+      per_variant=dict(cifar10=dict(model=dict(
+          features=128, num_layers=15, head_features=512, num_mixtures=10))))

@@ -9,12 +9,15 @@ state-to-state kernels): a triangular receptive field (models/rowlstm.py).
 Variants: `:demo` (bundled subset), `:small` (tests), `:cifar10`.
 """
 
-from jaxgen.families import autoregressive
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small", "cifar10")
 
 
 def get_config(arg=None):
-  return autoregressive.experiment_config(
-      dict(name="row_lstm", likelihood="categorical", features=64, num_layers=2,
-           kernel_size=3, first_kernel_size=7, head_features=128),
-      arg, small_model=dict(features=8, num_layers=1, head_features=8),
-      cifar10_model=dict(features=128, num_layers=12, head_features=256))
+  return experiment.autoregressive(
+      arg, VARIANTS,
+      model=dict(name="row_lstm", likelihood="categorical", features=64, num_layers=2,
+                 kernel_size=3, first_kernel_size=7, head_features=128),
+      small_model=dict(features=8, num_layers=1, head_features=8),
+      per_variant=dict(cifar10=dict(model=dict(features=128, num_layers=12, head_features=256))))

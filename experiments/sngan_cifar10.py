@@ -10,47 +10,28 @@ update, 5 critic updates per generator update. `:conditional` adds labels (proje
 `:diffaugment` trains on 10% of the data with DiffAugment, the small-data setting.
 """
 
-import ml_collections
+from jaxgen import experiment
 
-from jaxgen import config as config_lib, optim
-from jaxgen.families import gan
+VARIANTS = ("conditional", "diffaugment")
 
 
 def get_config(arg=None):
-  config = config_lib.base_config()
-  config.family = "gan"
-  config.data.name = "cifar10"
-  config.data.normalize = "symmetric"
-  config.data.augment.flip = True
-  config.batch_size = 5 * 64
-  config.total_steps = 50_000
-  config.log_every = 100
-  config.sample_every = 2000
-  config.checkpoint_every = 2000
-  config.eval_every = 10_000
-  config.ema_decay = 0.9999
-  config.evaluation.update(sample_metrics=True, feature_network="inception_v3",
-                           num_samples=50_000, max_stored_features=10_000)
-  config.gan = gan.default_options()
-  config.gan.update(dict(loss="hinge", n_critic=5))
-  config.model = ml_collections.ConfigDict(dict(
-      num_classes=0,
-      generator=dict(name="resnet_generator", image_size=32, channels=3, features=128,
-                     latent_dim=128),
-      discriminator=dict(name="resnet_discriminator", image_size=32, channels=3, features=128,
-                         spectral_norm=True),
-  ))
-  config.optim = ml_collections.ConfigDict(dict(
-      generator=optim.default_config(learning_rate=2e-4, b1=0.0),
-      discriminator=optim.default_config(learning_rate=2e-4, b1=0.0),
-  ))
-  config.optim.generator.b2 = config.optim.discriminator.b2 = 0.9
-  if arg == "conditional":
-    config.model.num_classes = 10
-    config.num_samples = 100
-  elif arg == "diffaugment":
-    config.data.train_split = "train[:10%]"
-    config.gan.diffaugment = "color,translation,cutout"
-  elif arg is not None:
-    raise ValueError(f"unknown variant {arg!r}: expected 'conditional' or 'diffaugment'")
-  return config
+  return experiment.gan(
+      arg, VARIANTS,
+      model=dict(num_classes=0,
+                 generator=dict(name="resnet_generator", image_size=32, channels=3,
+                                features=128, latent_dim=128),
+                 discriminator=dict(name="resnet_discriminator", image_size=32, channels=3,
+                                    features=128, spectral_norm=True)),
+      optim=dict(generator=dict(learning_rate=2e-4, b1=0.0, b2=0.9),
+                 discriminator=dict(learning_rate=2e-4, b1=0.0, b2=0.9)),
+      gan=dict(loss="hinge", n_critic=5),
+      data=dict(name="cifar10", augment=dict(flip=True)),
+      batch_size=5 * 64, total_steps=50_000, sample_every=2000, checkpoint_every=2000,
+      eval_every=10_000, ema_decay=0.9999,
+      evaluation=dict(feature_network="inception_v3", num_samples=50_000,
+                      max_stored_features=10_000),
+      per_variant=dict(
+          conditional=dict(model=dict(num_classes=10), num_samples=100),
+          diffaugment=dict(data=dict(train_split="train[:10%]"),
+                           gan=dict(diffaugment="color,translation,cutout"))))

@@ -30,20 +30,20 @@ and 1k IWAE-10 steps (about 18 minutes):
   jaxgen evaluate --workdir runs/vae_px10    # IWAE-1000 by default in this config
 """
 
-from jaxgen.families import vae
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small", "long")
 
 
 def get_config(arg=None):
-  # data.normalize='unit': the family binarises [0, 1] pixels on device each step.
-  config = vae.experiment_config(
-      dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
-           likelihood="bernoulli", num_mixtures=10, blocks=0, hidden=256,
-           pixel_layers=0, pixel_features=16, pixel_kernel=5),
-      arg, data_name="fashion_mnist", normalize="unit",
-      small_model=dict(latent_dim=4, features=8), variants=("demo", "small", "long"))
-  if arg == "long":
-    config.model.latent_dim = 64
-    config.optim.schedule = "cosine"
-    config.total_steps = 100_000
-    config.sample_every, config.checkpoint_every, config.eval_every = 10_000, 5000, 20_000
-  return config
+  return experiment.vae(
+      arg, VARIANTS,
+      model=dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
+                 likelihood="bernoulli", num_mixtures=10, blocks=0, hidden=256,
+                 pixel_layers=0, pixel_features=16, pixel_kernel=5),
+      small_model=dict(latent_dim=4, features=8),
+      # normalize='unit': the family binarises [0, 1] pixels on device each step.
+      data=dict(name="fashion_mnist", normalize="unit"),
+      per_variant=dict(long=dict(
+          model=dict(latent_dim=64), optim=dict(schedule="cosine"), total_steps=100_000,
+          sample_every=10_000, checkpoint_every=5000, eval_every=20_000)))

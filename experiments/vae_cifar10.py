@@ -10,19 +10,18 @@ z. KL warm-up over the first 10k steps (Sønderby et al. 2016) guards against po
 Variants: `:small` shrinks the model and steps (tests feed it random images directly).
 """
 
-from jaxgen.families import vae
+from jaxgen import experiment
+
+VARIANTS = ("small",)
 
 
 def get_config(arg=None):
-  # data.normalize='integer': 8-bit values, the likelihood is discrete.
-  config = vae.experiment_config(
-      dict(name="conv_vae", image_size=32, channels=3, latent_dim=128, features=64,
-           likelihood="logistic_mixture", num_mixtures=10, blocks=2, hidden=256),
-      arg, data_name="cifar10", normalize="integer",
+  return experiment.vae(
+      arg, VARIANTS,
+      model=dict(name="conv_vae", image_size=32, channels=3, latent_dim=128, features=64,
+                 likelihood="logistic_mixture", num_mixtures=10, blocks=2, hidden=256),
       small_model=dict(latent_dim=4, features=8, num_mixtures=2, blocks=1),
-      variants=("small",), total_steps=100_000, log_every=500, sample_every=5000,
-      checkpoint_every=5000, eval_every=20_000)
-  config.ema_decay = 0.999
-  config.vae.kl_warmup_steps = 10_000
-  config.optim.update(learning_rate=5e-4, schedule="cosine", warmup_steps=1000)
-  return config
+      data=dict(name="cifar10", normalize="integer"),  # 8-bit values: discrete.
+      total_steps=100_000, log_every=500, sample_every=5000, checkpoint_every=5000,
+      eval_every=20_000, ema_decay=0.999, vae=dict(kl_warmup_steps=10_000),
+      optim=dict(learning_rate=5e-4, schedule="cosine", warmup_steps=1000))

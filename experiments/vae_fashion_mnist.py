@@ -13,13 +13,15 @@ Binarised Fashion-MNIST (Bernoulli) is experiments/vae_binarized_fashion_mnist.p
 Variants: `:demo` on the bundled subset in a few CPU minutes; `:small` a smoke run (tests).
 """
 
-from jaxgen.families import vae
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small")
 
 
 def get_config(arg=None):
-  # data.normalize='integer': 8-bit values, the likelihood is discrete.
-  return vae.experiment_config(
-      dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
-           likelihood="logistic_mixture", num_mixtures=10, blocks=0, hidden=256),
-      arg, data_name="fashion_mnist", normalize="integer",
-      small_model=dict(latent_dim=4, features=8, num_mixtures=2))
+  return experiment.vae(
+      arg, VARIANTS,
+      model=dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
+                 likelihood="logistic_mixture", num_mixtures=10, blocks=0, hidden=256),
+      small_model=dict(latent_dim=4, features=8, num_mixtures=2),
+      data=dict(name="fashion_mnist", normalize="integer"))  # 8-bit values: discrete.

@@ -9,14 +9,17 @@ training bound add --config.vae.train_k=5 (Burda et al. 2016 trained with k = 5 
 Variants: `:small` shrinks the model and steps (tests feed it random images directly).
 """
 
-from jaxgen.families import vae
+from jaxgen import experiment
+
+VARIANTS = ("small",)
 
 
 def get_config(arg=None):
-  # data.normalize='unit': the family binarises [0, 1] pixels on device each step.
-  return vae.experiment_config(
-      dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
-           likelihood="bernoulli", num_mixtures=10, blocks=1, hidden=256),
-      arg, data_name="mnist", normalize="unit", small_model=dict(latent_dim=4, features=8),
-      variants=("small",), total_steps=50_000, sample_every=5000, checkpoint_every=5000,
-      eval_every=10_000)
+  return experiment.vae(
+      arg, VARIANTS,
+      model=dict(name="conv_vae", image_size=28, channels=1, latent_dim=32, features=32,
+                 likelihood="bernoulli", num_mixtures=10, blocks=1, hidden=256),
+      small_model=dict(latent_dim=4, features=8),
+      # normalize='unit': the family binarises [0, 1] pixels on device each step.
+      data=dict(name="mnist", normalize="unit"),
+      total_steps=50_000, sample_every=5000, checkpoint_every=5000, eval_every=10_000)

@@ -12,16 +12,19 @@ train/perplexity and train/codes_used watch the codebook's usage.
 Variants: `:demo` on the bundled subset in a few CPU minutes; `:small` a smoke run (tests).
 """
 
-from jaxgen.families import vae
+from jaxgen import experiment
+
+VARIANTS = ("demo", "small")
 
 
 def get_config(arg=None):
-  # data.normalize='integer': 8-bit values, the likelihood is discrete.
-  config = vae.experiment_config(
-      dict(name="vqvae", image_size=28, channels=1, num_codes=256, code_dim=16, features=32,
-           decay=0.99, likelihood="logistic_mixture", num_mixtures=10),
-      arg, data_name="fashion_mnist", normalize="integer",
-      small_model=dict(num_codes=16, code_dim=4, features=8, num_mixtures=2))
-  # The bound does not depend on k (a deterministic posterior): one pass is enough.
+  config = experiment.vae(
+      arg, VARIANTS,
+      model=dict(name="vqvae", image_size=28, channels=1, num_codes=256, code_dim=16,
+                 features=32, decay=0.99, likelihood="logistic_mixture", num_mixtures=10),
+      small_model=dict(num_codes=16, code_dim=4, features=8, num_mixtures=2),
+      data=dict(name="fashion_mnist", normalize="integer"))  # 8-bit values: discrete.
+  # The bound does not depend on k (a deterministic posterior): one pass is enough, in every
+  # variant (:small's k included).
   config.evaluation.iwae_k = 1
   return config

@@ -5,7 +5,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from jaxgen import config as config_lib
+from jaxgen import config as config_lib, files
 
 
 def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
@@ -13,6 +13,12 @@ def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointM
                                          enable_async_checkpointing=async_save)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
                                options=options)
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether WORKDIR holds a saved step, judged from the folder alone (no manager opened)."""
+  folder = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
 
 def save(mngr: ocp.CheckpointManager, state, force: bool = False) -> None:
@@ -37,10 +43,8 @@ def config_path(workdir: str) -> str:
 
 def write_config(workdir: str, config) -> None:
   """Writes the run's config atomically (a crash never leaves half a file)."""
-  tmp = config_path(workdir) + ".tmp"
-  with open(tmp, "w") as f:
+  with files.atomic_write(config_path(workdir)) as tmp, open(tmp, "w") as f:
     f.write(config_lib.to_json(config))
-  os.replace(tmp, config_path(workdir))
 
 
 def read_config(workdir: str):

@@ -20,8 +20,30 @@ REQUIRED_KEYS = ("seed", "batch_size", "total_steps", "log_every", "checkpoint_e
 
 
 def load_file(spec: str) -> ml_collections.ConfigDict:
-  """Loads `path/to/config.py[:arg]` by calling its `get_config(arg)`."""
+  """Loads `path/to/config.py[:variant]` by calling its `get_config(variant)`."""
   path, _, arg = spec.partition(":")
+  module = _load_module(path)
+  variants = _variants(module)
+  if arg and arg not in variants:
+    raise UserError(f"unknown variant {arg!r} for {path}: expected "
+                    f"{', '.join(variants) if variants else 'no variant'}")
+  config = module.get_config(arg or None)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"get_config() in {path!r} returned {type(config).__name__}, expected a ConfigDict")
+  return config
+
+
+def declared_variants(path: str) -> tuple[str, ...]:
+  """The variants the config file at `path` accepts after its `:`, in its declared order."""
+  return _variants(_load_module(path))
+
+
+def _variants(module):
+  return tuple(getattr(module, "VARIANTS", ()))  # A file without VARIANTS takes none.
+
+
+def _load_module(path: str):
+  """Executes the config file at `path`; a missing or broken file is a UserError."""
   if not os.path.isfile(path):
     raise UserError(f"config file {path!r} does not exist: pass --config experiments/NAME.py "
                     f"(available: {', '.join(sorted(_experiments())) or 'none found'})")
@@ -33,10 +55,7 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
     raise UserError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
   if not hasattr(module, "get_config"):
     raise UserError(f"config file {path!r} defines no get_config(): add one returning a ConfigDict")
-  config = module.get_config(arg or None)
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise UserError(f"get_config() in {path!r} returned {type(config).__name__}, expected a ConfigDict")
-  return config
+  return module
 
 
 def _experiments():
@@ -171,18 +190,6 @@ def split_override_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
   return rest, overrides
 
 
-def smoke_run(config: ml_collections.ConfigDict, data_name: str = "fashion_mnist_small") -> None:
-  """Turns `config` into the `:small` variant's seconds-long run (tests): the bundled data,
-  batch 8, two steps, every output each step, no evaluation during training. Experiments
-  then shrink their model."""
-  config.data.name = data_name
-  config.batch_size = 8
-  config.eval_batch_size = 64
-  config.total_steps = 2
-  config.log_every = config.sample_every = config.checkpoint_every = 1
-  config.eval_every = 0
-
-
 def base_config() -> ml_collections.ConfigDict:
   """The loop's keys with working defaults; experiments add family, model, data and optim."""
   return ml_collections.ConfigDict(dict(
@@ -203,6 +210,9 @@ def base_config() -> ml_collections.ConfigDict:
       # the optimizer start afresh. For fine-tuning, e.g. an ELBO-trained VAE on the IWAE
       # bound. Ignored once this run has its own checkpoint, so resuming continues it.
       init_from="",
+      # How samples are drawn: the family's knobs (`sampling_options()` in its module), set
+      # by the experiment builder; `jaxgen sample` / `evaluate` override them per call.
+      sampling=dict(),
       mesh=dict(data=-1, model=1),
       # Sample metrics (FID, KID, precision/recall) for families that sample. They need the
       # feature network `jaxgen train-features --dataset NAME` makes; training skips them

@@ -1,33 +1,51 @@
-"""Converting model outputs to uint8 images and writing sample grids."""
+"""Pixels ↔ the data's normalised range (numpy, jax.numpy and tf.data alike); sample grids."""
 
 import math
 import os
 
 import numpy as np
 
+from jaxgen import files
+
+
+def scale_offset(normalize: str, dequantize: bool = False) -> tuple[float, float]:
+  """(scale, offset) with normalised = pixels / scale + offset, for pixel values in [0, 256).
+
+  The one definition of data.normalize's ranges: 'symmetric' is [-1, 1], 'unit' [0, 1],
+  'integer' the pixel values themselves. Dequantised pixels fill [0, 256), so they are
+  divided by 256 and land in [-1, 1) or [0, 1). Divide by `scale` rather than multiply by
+  its reciprocal, which rounds differently.
+  """
+  if normalize == "symmetric":
+    return (128.0 if dequantize else 127.5), -1.0
+  if normalize == "unit":
+    return (256.0 if dequantize else 255.0), 0.0
+  if normalize == "integer":
+    return 1.0, 0.0
+  raise ValueError(f"unknown normalize mode {normalize!r}")
+
+
+def to_pixels(images, normalize: str, xp=np):
+  """Images in the data's normalised range → float pixel values, rounded into [0, 255].
+
+  `xp` is the array namespace (numpy or jax.numpy); a float input keeps its dtype.
+  """
+  scale, offset = scale_offset(normalize)
+  return xp.clip(xp.round((images - offset) * scale), 0, 255)
+
 
 def to_uint8(images: np.ndarray, normalize: str) -> np.ndarray:
   """Maps images in the data's normalised range back to uint8 [n, H, W, C]."""
-  images = np.asarray(images, dtype=np.float32)
-  if normalize == "symmetric":
-    images = (images + 1.0) * 127.5
-  elif normalize == "unit":
-    images = images * 255.0
-  elif normalize != "integer":
-    raise ValueError(f"unknown normalize mode {normalize!r}")
-  return np.clip(np.round(images), 0, 255).astype(np.uint8)
+  return to_pixels(np.asarray(images, dtype=np.float32), normalize).astype(np.uint8)
 
 
-def from_uint8(images: np.ndarray, normalize: str) -> np.ndarray:
-  """uint8 [n, H, W, C] -> float32 in the data's normalised range (the inverse of to_uint8)."""
-  images = np.asarray(images, dtype=np.float32)
-  if normalize == "symmetric":
-    return images / 127.5 - 1.0
-  if normalize == "unit":
-    return images / 255.0
-  if normalize != "integer":
-    raise ValueError(f"unknown normalize mode {normalize!r}")
-  return images
+def from_uint8(images, normalize: str, xp=np):
+  """uint8 [n, H, W, C] → float32 in the data's normalised range (the inverse of to_uint8).
+
+  `xp` is the array namespace (numpy or jax.numpy).
+  """
+  scale, offset = scale_offset(normalize)
+  return xp.asarray(images, dtype=xp.float32) / scale + offset
 
 
 def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
@@ -48,6 +66,5 @@ def write_png(path: str, image: np.ndarray) -> None:
   from PIL import Image  # Imported here: only sample writing needs it.
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   mode = "L" if image.shape[-1] == 1 else "RGB"
-  tmp = path + ".tmp"
-  Image.fromarray(image[..., 0] if mode == "L" else image, mode=mode).save(tmp, format="PNG")
-  os.replace(tmp, path)
+  with files.atomic_write(path) as tmp:
+    Image.fromarray(image[..., 0] if mode == "L" else image, mode=mode).save(tmp, format="PNG")

@@ -5,7 +5,7 @@ import os
 import jax
 import numpy as np
 
-from jaxgen import evaluators, families, images, sharding, train
+from jaxgen import conditioning, evaluators, families, images, sharding, train
 from jaxgen.errors import UserError
 
 
@@ -14,16 +14,9 @@ def restore(workdir: str):
   return train.restore_run(workdir)
 
 
-def _labels(config, num: int, label: int | None):
-  """Labels [num] for a conditional model (`label`, or cycling through the classes); None
-  for an unconditional one, where asking for a label is an error."""
-  classes = families.num_classes(config)
-  if label is not None and not 0 <= label < classes:
-    raise UserError(f"--label {label}: expected a class in [0, {classes - 1}]" if classes else
-                    f"--label {label}: this {config.family} model is unconditional")
-  if not classes:
-    return None
-  return np.full(num, label, np.int32) if label is not None else np.arange(num) % classes
+def _require(config, family, capability: str, flag: str, why: str) -> None:
+  if not families.supports(family, capability):
+    raise UserError(f"{flag}: the {config.family} family {why}")
 
 
 def sample_uint8(config, family, mesh, state, num: int, seed: int,
@@ -38,17 +31,14 @@ def sample_uint8(config, family, mesh, state, num: int, seed: int,
   chunk = min(config.eval_batch_size, _round_up(num, mesh.shape[sharding.DATA]))
   chunk = _round_up(chunk, mesh.shape[sharding.DATA])
   num_chunks = -(-num // chunk)
-  labels = _labels(config, num_chunks * chunk, label)
-  if labels is None:
-    sample = jax.jit(lambda state, rng, _: family.sample(config, state, rng, chunk))
-  else:
-    sample = jax.jit(lambda state, rng, y: family.sample(config, state, rng, chunk, labels=y))
+  cond = conditioning.for_sampling(config, num_chunks * chunk, label)
+  sample = jax.jit(lambda state, rng, c: family.sample(config, state, rng, chunk, c))
   out = []
   with jax.set_mesh(mesh):
     for i in range(num_chunks):
-      chunk_labels = None if labels is None else labels[i * chunk:(i + 1) * chunk]
+      chunk_cond = jax.tree.map(lambda v: v[i * chunk:(i + 1) * chunk], cond)
       generated = jax.device_get(sample(state, jax.random.fold_in(jax.random.PRNGKey(seed), i),
-                                        chunk_labels))
+                                        chunk_cond))
       out.append(images.to_uint8(generated, config.data.normalize))
   return np.concatenate(out)[:num]
 
@@ -56,24 +46,21 @@ def sample_uint8(config, family, mesh, state, num: int, seed: int,
 def interpolation_uint8(config, family, mesh, state, num: int, steps: int, mode: str,
                         seed: int, label: int | None = None) -> np.ndarray:
   """`num` latent interpolation strips of `steps` images each: uint8 [num * steps, H, W, C]."""
-  if not hasattr(family, "interpolate"):
-    raise UserError(f"--interpolate: the {config.family} family has no latent space to "
-                    "interpolate in")
+  _require(config, family, "interpolate", "--interpolate", "has no latent space to interpolate in")
   if num < 1 or steps < 2:
     raise UserError(f"--num={num} --steps={steps}: expected at least 1 strip of 2 images")
-  labels = _labels(config, num, label)
-  run = jax.jit(lambda state, rng, y: family.interpolate(config, state, rng, num, steps, mode,
-                                                         labels=y))
+  cond = conditioning.for_sampling(config, num, label)
+  run = jax.jit(lambda state, rng, c: family.interpolate(config, state, rng, num, steps, mode,
+                                                         c))
   with jax.set_mesh(mesh):
-    generated = jax.device_get(run(state, jax.random.PRNGKey(seed), labels))
+    generated = jax.device_get(run(state, jax.random.PRNGKey(seed), cond))
   return images.to_uint8(generated, config.data.normalize)
 
 
 def reconstruction_uint8(config, family, mesh, state, num: int, seed: int) -> np.ndarray:
   """The first `num` eval-split images, each followed by its reconstruction: uint8
   [2 * num, H, W, C]."""
-  if not hasattr(family, "reconstruct"):
-    raise UserError(f"--reconstruct: the {config.family} family has no encoder")
+  _require(config, family, "reconstruct", "--reconstruct", "has no encoder")
   if num < 1:
     raise UserError(f"--num={num}: expected a positive number of images")
   real = train.load_data(config, family, config.data.eval_split).images[:num]
@@ -88,9 +75,8 @@ def reconstruction_uint8(config, family, mesh, state, num: int, seed: int) -> np
 def traversal_uint8(config, family, mesh, state, num: int, steps: int, seed: int) -> np.ndarray:
   """Latent traversals of the first `num` latent dimensions, `steps` images each: uint8
   [num * steps, H, W, C]."""
-  if not hasattr(family, "traverse"):
-    raise UserError(f"--traverse: the {config.family} family has no latent dimensions to "
-                    "traverse; try --interpolate")
+  _require(config, family, "traverse", "--traverse",
+           "has no latent dimensions to traverse; try --interpolate")
   if num < 1 or steps < 2:
     raise UserError(f"--num={num} --steps={steps}: expected at least 1 row of 2 images")
   run = jax.jit(lambda state, rng: family.traverse(config, state, rng, num, steps))

@@ -7,9 +7,22 @@ import sys
 
 from jaxgen.errors import UserError
 
+VERBOSE_ENV = "JAXGEN_VERBOSE"
+# What `sample` and `evaluate` may override for one call (not saved): how a trained model is
+# sampled and evaluated, never what was trained.
+_CALL_OVERRIDES = {"sample": ("sampling.",),
+                   "evaluate": ("sampling.", "evaluation.", "eval_batch_size")}
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse whose errors are UserErrors: one line, like every other bad input."""
+
+  def error(self, message: str):
+    raise UserError(f"{message} (see `{self.prog} -h`)")
+
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="jaxgen", description="Train, sample and evaluate generative image models.")
   commands = parser.add_subparsers(dest="command", required=True)
   train = commands.add_parser(
@@ -17,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
       epilog="Override any config key with --config.KEY=VALUE, e.g. --config.total_steps=500.")
   train.add_argument("--config", required=True, help="experiments/NAME.py[:variant]")
   train.add_argument("--workdir", required=True, help="output folder; re-run to resume")
-  sample = commands.add_parser("sample", help="sample from a workdir's latest checkpoint")
+  sample = commands.add_parser(
+      "sample", help="sample from a workdir's latest checkpoint",
+      epilog="Override how it samples, for this call only (not saved), with "
+      "--config.sampling.KEY=VALUE, e.g. --config.sampling.temperature=0.8 or, for GANs, "
+      "--config.sampling.truncation=0.7; an unknown key's error lists the run's keys.")
   sample.add_argument("--workdir", required=True)
   sample.add_argument("--num", type=int, default=64)
   sample.add_argument("--out", required=True, help="FILE.npz (uint8 'images') or FILE.png")
@@ -35,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="images per interpolation strip or traversal row")
   evaluate = commands.add_parser(
       "evaluate", help="print test metrics of a workdir as JSON",
-      epilog="Override how it evaluates (not what was trained) with --config.evaluation.KEY="
-      "VALUE or --config.eval_batch_size=N, e.g. --config.evaluation.iwae_k=1000.")
+      epilog="Override how it evaluates (not what was trained), for this call only, with "
+      "--config.evaluation.KEY=VALUE, --config.eval_batch_size=N or --config.sampling.KEY="
+      "VALUE, e.g. --config.evaluation.iwae_k=1000.")
   evaluate.add_argument("--workdir", required=True)
   features = commands.add_parser(
       "train-features", help="train the in-domain feature network for FID/KID/precision-recall")
@@ -56,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
   inception.add_argument("--out-dir", default=None,
                          help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
   for sub in (train, sample, evaluate, features, inception):
+    sub.add_argument("-v", "--verbose", action="store_true",
+                     help=f"also show TensorFlow's and XLA's C++ logs and INFO logs (or set "
+                     f"{VERBOSE_ENV}=1)")
     group = sub.add_argument_group("multi-host (run the same command on every host)")
     group.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize(); TPU pods and SLURM are "
@@ -70,15 +91,8 @@ def run(argv: list[str]) -> int:
   from jaxgen import config as config_lib  # Light; the heavy imports wait for a valid command.
   rest, overrides = config_lib.split_override_args(argv)
   args = _parser().parse_args(rest)
-  if args.command == "evaluate":
-    misplaced = sorted(k for k in overrides if not _evaluation_key(k))
-    if misplaced:
-      raise UserError(f"`jaxgen evaluate` takes --config.evaluation.* and "
-                      f"--config.eval_batch_size only, got {misplaced}: the rest of a run's "
-                      "config is what it was trained with")
-  elif overrides and args.command != "train":
-    raise UserError(f"--config.* overrides apply to `jaxgen train` (and evaluation keys to "
-                    f"`jaxgen evaluate`) only, got {sorted(overrides)}")
+  _configure_logging(args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0"))
+  _check_overrides(args.command, overrides)
   config = config_lib.load(args.config, overrides) if args.command == "train" else None
   _setup_runtime(args)
   if args.command == "train":
@@ -96,8 +110,9 @@ def run(argv: list[str]) -> int:
     print(json.dumps(inception_lib.import_weights(args.weights, args.name, args.out_dir),
                      sort_keys=True))
     return 0
-  from jaxgen import families, inference
+  from jaxgen import conditioning, inference
   config, family, mesh, state = inference.restore(args.workdir)
+  config_lib.apply_overrides(config, overrides)  # For this call only; not saved.
   if args.command == "sample":
     if sum(map(bool, (args.interpolate, args.reconstruct, args.traverse))) > 1:
       raise UserError("--interpolate, --reconstruct and --traverse: pick one")
@@ -115,24 +130,46 @@ def run(argv: list[str]) -> int:
     else:
       samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed,
                                        args.label)
-      columns = families.num_classes(config) if args.label is None else None
+      columns = conditioning.num_classes(config) if args.label is None else None
     inference.write_samples(args.out, samples, columns or None)
     print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}", file=sys.stderr)
   else:
-    config_lib.apply_overrides(config, overrides)  # For this evaluation only; not saved.
     print(json.dumps(inference.evaluate(config, family, mesh, state), sort_keys=True))
   return 0
 
 
-def _evaluation_key(key: str) -> bool:
-  return key.startswith("evaluation.") or key == "eval_batch_size"
+def _check_overrides(command: str, overrides: dict[str, str]) -> None:
+  """A UserError for a --config.* key `command` does not take (`train` takes any)."""
+  if command == "train" or not overrides:
+    return
+  allowed = _CALL_OVERRIDES.get(command)
+  if allowed is None:
+    raise UserError(f"--config.* overrides apply to `jaxgen train`, `sample` and `evaluate` "
+                    f"only, got {sorted(overrides)}")
+  misplaced = sorted(k for k in overrides if not k.startswith(allowed))
+  if misplaced:
+    names = [f"--config.{a}*" if a.endswith(".") else f"--config.{a}" for a in allowed]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    raise UserError(f"`jaxgen {command}` takes {listed} only, got {misplaced}: the rest of a "
+                    "run's config is what it was trained with")
+
+
+def _configure_logging(verbose: bool) -> None:
+  """Keeps stderr to jaxgen's own lines and warnings unless `verbose`; runs before any import
+  of TensorFlow or JAX, whose C++ logging reads its level once, when its library loads."""
+  if not verbose:
+    # TensorFlow and XLA (in jaxlib too) log through TSL, which drops lines below this level:
+    # 2 hides INFO and WARNING (TensorFlow's CPU-instruction and oneDNN notices, TF-TRT's and
+    # CUDA's start-up chatter, and the absl::InitializeLog banner they trigger), keeps errors.
+    # An explicit TF_CPP_MIN_LOG_LEVEL wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from absl import logging
+  # Orbax and TFDS log routinely at INFO; warnings (jaxgen's own among them) stay visible.
+  logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
 
 
 def _setup_runtime(args) -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import jax
-  from absl import logging
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   explicit = (args.coordinator, args.num_processes, args.process_id)
   if any(v is not None for v in explicit) and not args.distributed:
     raise UserError("--coordinator/--num-processes/--process-id need --distributed")

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from absl import logging
 from flax import traverse_util
 
-from jaxgen import checkpoint, config as config_lib, evaluators, families, images, reporting
-from jaxgen import sharding
+from jaxgen import checkpoint, conditioning, config as config_lib, evaluators, families, images
+from jaxgen import reporting, sharding
 from jaxgen.data import datasets, input_pipeline
 from jaxgen.errors import UserError
 
@@ -70,19 +70,14 @@ def _run_config(workdir: str):
   if not os.path.exists(checkpoint.config_path(workdir)):
     raise UserError(f"{workdir!r} holds no jaxgen run (no config.json): train one with "
                     "`jaxgen train --config experiments/X.py --workdir DIR` first")
-  return checkpoint.read_config(workdir)
-
-
-def _has_checkpoint(workdir: str) -> bool:
-  folder = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+  return families.with_sampling_defaults(checkpoint.read_config(workdir))
 
 
 def check_init_from(config, workdir: str) -> list[str]:
   """Fails before anything is written if config.init_from cannot start this run (see
   `_check_source`); else the arrays this model adds to the source's, which keep their
   initialisation. Skipped once WORKDIR has its own checkpoint: resuming ignores it."""
-  if config.get("init_from") and not _has_checkpoint(workdir):
+  if config.get("init_from") and not checkpoint.has_checkpoint(workdir):
     return _check_source(config)
   return []
 
@@ -93,7 +88,7 @@ def _check_source(config) -> list[str]:
   (nothing is loaded); the names of the arrays only this model has."""
   source = config.init_from
   source_config = _run_config(source)
-  if not _has_checkpoint(source):
+  if not checkpoint.has_checkpoint(source):
     raise UserError(f"init_from={source!r} has no checkpoint yet: let that run reach "
                     "checkpoint_every steps (or finish) first")
   if source_config.family != config.family:
@@ -208,11 +203,13 @@ class StopSignal:
 
 
 def make_sample_writer(config, family, workdir):
-  """A function (state, step) that writes WORKDIR/samples/step_XXXXXXXX.png.
+  """A function (state, step) that writes WORKDIR/samples/step_XXXXXXXX.png, drawn with the
+  family's training-time sampling settings (`preview_overrides`).
 
   Conditional models cycle through the classes: one column per class.
   """
-  columns = families.num_classes(config) or None
+  columns = conditioning.num_classes(config) or None
+  config = families.preview_config(family, config)
   sample = jax.jit(lambda state, rng: family.sample(config, state, rng, config.num_samples))
   rng = jax.random.PRNGKey(config.seed + 2)  # The same latents every time: progress is visible.
 

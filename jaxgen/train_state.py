@@ -1,10 +1,20 @@
-"""The training state pytree every family uses, and the EMA arithmetic."""
+"""The training state pytree every family uses, and the one way it is created and updated.
+
+A family builds its networks' parameters; `create_state` wraps them with the optimizer
+state, the EMA copy and the run's key, and `apply_gradients` is the whole update (in the
+spirit of flax's `TrainState.apply_gradients` and vdm's `train_state.py`). A family with
+several networks (the GAN) keys params, opt_state, model_state and ema_params by network
+name and calls `apply_gradients` once per network.
+"""
 
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
+import optax
+
+from jaxgen import optim
 
 PyTree = Any
 
@@ -28,6 +38,73 @@ class TrainState:
     return jax.random.fold_in(self.rng, self.step)
 
 
+def _optim_config(config, network: str | None):
+  return config.optim[network] if network else config.optim
+
+
+def optimizer(config, network: str | None = None) -> optax.GradientTransformation:
+  """The optax chain of `network` (config.optim[network]), or of the one network."""
+  return optim.create(_optim_config(config, network), config.total_steps)
+
+
+def create_state(config, params: PyTree, rng: jax.Array, model_state: PyTree | None = None,
+                 networks: tuple[str, ...] = (), ema_networks: tuple[str, ...] = ()
+                 ) -> TrainState:
+  """Step 0 around freshly initialised `params`: each network's optimizer state, the EMA copy
+  (when config.ema_decay > 0) and the run's base key `rng`.
+
+  networks=() is one network; otherwise `params` is {network: tree}, each optimised with
+  config.optim[network], and only `ema_networks` keep an EMA copy.
+  """
+  if networks:
+    opt_state = {net: optimizer(config, net).init(params[net]) for net in networks}
+    ema = ({net: init_ema(params[net], config.ema_decay) for net in ema_networks}
+           if config.ema_decay else {})
+  else:
+    opt_state = optimizer(config).init(params)
+    ema = init_ema(params, config.ema_decay)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                    model_state={} if model_state is None else model_state, ema_params=ema,
+                    rng=rng)
+
+
+def apply_gradients(config, state: TrainState, grads: PyTree, *, network: str | None = None,
+                    model_state: PyTree | None = None, advance: bool = True
+                    ) -> tuple[TrainState, dict]:
+  """(state after one optimizer update of `network` with `grads`, {'grad_norm',
+  'learning_rate'}).
+
+  The network's EMA (if it keeps one) moves with the warm-up of `ema_decay_at`, and
+  `model_state` (e.g. new BatchNorm statistics) replaces the network's when given. `advance`
+  adds one to the step: a family that updates several networks per iteration advances on
+  the last one only; every update of the iteration sees the step the iteration started at.
+  """
+  params, opt_state, ema = _network(state.params, network), _network(state.opt_state,
+                                                                       network), state.ema_params
+  updates, opt_state = optimizer(config, network).update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  if network is None:
+    ema = ema_update(ema, params, config.ema_decay, state.step)
+  elif network in ema:
+    ema = {**ema, network: ema_update(ema[network], params, config.ema_decay, state.step)}
+  new = state.replace(params=_with(state.params, network, params),
+                      opt_state=_with(state.opt_state, network, opt_state), ema_params=ema)
+  if model_state is not None:
+    new = new.replace(model_state=_with(state.model_state, network, model_state))
+  if advance:
+    new = new.replace(step=state.step + 1)
+  schedule = optim.schedule(_optim_config(config, network), config.total_steps)
+  return new, {"grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
+
+
+def _network(tree, network):
+  return tree if network is None else tree[network]
+
+
+def _with(tree, network, value):
+  return value if network is None else {**tree, network: value}
+
+
 def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
   """min(decay, (1+step)/(10+step)): early on the average must not be dominated by the
   random initial weights (with 0.999 they would still weigh 22% after 1500 steps)."""
@@ -47,6 +124,12 @@ def init_ema(params: PyTree, decay: float) -> PyTree:
   return jax.tree.map(jnp.copy, params) if decay > 0 else {}
 
 
-def sampling_params(state: TrainState) -> PyTree:
+def sampling_params(state: TrainState, network: str | None = None) -> PyTree:
   """The parameters to sample and evaluate with: EMA when kept, else the live ones."""
-  return state.ema_params if state.ema_params else state.params
+  ema = state.ema_params if network is None else state.ema_params.get(network)
+  return ema if ema else _network(state.params, network)
+
+
+def parameters_provenance(config) -> str:
+  """Which parameters `sampling_params` hands evaluations: 'ema' or 'raw'."""
+  return "ema" if config.ema_decay else "raw"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,17 +11,32 @@ import time
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib, train
+from jaxgen import checkpoint, config as config_lib, train
 from tests.helpers import final_params, read_metrics, small_config
 
 VAE = "experiments/vae_fashion_mnist.py:small"
 GAN = "experiments/dcgan_fashion_mnist.py:small"
 
 
-def jaxgen(*args, data_dir=None, timeout=300):
+# Absl/TSL C++ log lines ("W0000 00:00:1.2 123 file.cc:45] ..."), the banner before them, and
+# TensorFlow's start-up notices.
+NATIVE_LOG = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\]|absl::InitializeLog|"
+                        r"oneDNN custom operations|cpu_feature_guard|TF-TRT", re.MULTILINE)
+
+
+def jaxgen(*args, data_dir=None, timeout=300, env=None):
   extra = [f"--config.data.data_dir={data_dir}"] if data_dir and args[0] == "train" else []
   return subprocess.run([sys.executable, "-m", "jaxgen", *args, *extra], capture_output=True,
-                        text=True, timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)))
+                        text=True, timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)),
+                        env=env)
+
+
+def user_env(**extra):
+  """The environment of a user's shell: without the log level the suite sets for itself, and
+  with TSL's verbose logging on, standing in for platforms that log more at start-up."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("TF_CPP_MIN_LOG_LEVEL", "JAXGEN_VERBOSE")}
+  return dict(env, TF_CPP_MAX_VLOG_LEVEL="1", **extra)
 
 
 def assert_one_line_error(result, *fragments):
@@ -30,6 +46,12 @@ def assert_one_line_error(result, *fragments):
   assert lines[-1].startswith("jaxgen: error:"), result.stderr
   for fragment in fragments:
     assert fragment in lines[-1], lines[-1]
+
+
+def assert_only_error_line(result, *fragments):
+  """Exit code 2 and stderr exactly one `jaxgen: error:` line: no library log before it."""
+  assert_one_line_error(result, *fragments)
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +85,35 @@ def test_unwritable_workdir(data_dir):
 
 
 def test_sample_and_evaluate_need_a_run(tmp_path):
-  assert_one_line_error(jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
-                               str(tmp_path / "s.npz")), "no jaxgen run")
+  assert_only_error_line(jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
+                                str(tmp_path / "s.npz"), env=user_env()), "no jaxgen run")
   assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path)), "no jaxgen run")
   assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path), "--config.total_steps=3"),
-                        "evaluation.* and --config.eval_batch_size only", "total_steps")
+                        "--config.sampling.*, --config.evaluation.* and --config.eval_batch_size "
+                        "only", "total_steps")
+
+
+def test_sample_takes_sampling_overrides_only(tmp_path):
+  result = jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
+                  str(tmp_path / "s.npz"), "--config.model.x=1")
+  assert_only_error_line(result, "`jaxgen sample` takes --config.sampling.* only", "model.x")
+  assert_only_error_line(jaxgen("train-features", "--config.sampling.t=1"),
+                         "`jaxgen train`, `sample` and `evaluate` only")
+
+
+def test_bad_arguments_are_one_line_too():
+  assert_only_error_line(jaxgen("trian"), "invalid choice: 'trian'", "jaxgen -h")
+  assert_only_error_line(jaxgen("sample", "--num", "3"), "--workdir", "jaxgen sample -h")
+
+
+def test_verbose_brings_the_library_logs_back(tmp_path):
+  args = ("train", "--config", VAE, "--workdir", str(tmp_path / "run"),
+          "--config.data.name=no_such_dataset_xyz")
+  assert_only_error_line(jaxgen(*args, env=user_env()), "no_such_dataset_xyz")
+  for result in (jaxgen(*args, "--verbose", env=user_env()),
+                 jaxgen(*args, env=user_env(JAXGEN_VERBOSE="1"))):
+    assert_one_line_error(result, "no_such_dataset_xyz")
+    assert "INFO:absl:" in result.stderr, result.stderr  # TFDS says where it looked.
 
 
 def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
@@ -78,7 +124,13 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
                    "--data-dir", data_dir)
   assert trained.returncode == 0, trained.stderr
   assert json.loads(trained.stdout.strip().splitlines()[-1])["test_accuracy"] > 0.3
-  assert jaxgen("train", "--config", GAN, "--workdir", workdir, data_dir=data_dir).returncode == 0
+  trained = jaxgen("train", "--config", GAN, "--workdir", workdir, data_dir=data_dir,
+                   env=user_env())
+  assert trained.returncode == 0, trained.stderr
+  assert not NATIVE_LOG.search(trained.stderr), trained.stderr
+  assert_only_error_line(jaxgen("sample", "--workdir", workdir, "--num", "2", "--out",
+                                f"{workdir}/t.npz", "--config.sampling.nonexistent=1"),
+                         "unknown config key 'sampling.nonexistent'", "valid keys under 'sampling'")
   result = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
                   "--seed", "3")
   assert result.returncode == 0, result.stderr
@@ -99,6 +151,7 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   # An untrained generator is far from the data: large FID, low precision; with provenance.
   assert metrics["eval/fid"] > 1.0 and 0.0 <= metrics["eval/precision"] <= 1.0
   assert metrics["eval/sample_metrics/num_samples"] == 150  # The override, not the run's 200.
+  assert checkpoint.read_config(workdir).evaluation.num_samples == 200  # And not saved.
   assert metrics["eval/sample_metrics/reference_split"] == "fashion_mnist_small/test"
   assert len(metrics["eval/sample_metrics/feature_network_sha256"]) == 64
 

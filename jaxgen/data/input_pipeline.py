@@ -15,6 +15,7 @@ import jax
 import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxgen import images as images_lib
 from jaxgen.data import augment, datasets
 from jaxgen.errors import UserError
 
@@ -127,7 +128,6 @@ def _normalize(pixels: tf.Tensor, data) -> tf.Tensor:
   """Float pixel values in [0, 256) to the model's range (data.normalize)."""
   if data.normalize == "integer":
     return tf.cast(tf.round(pixels), tf.int32)
-  # Dequantised values fill [0, 256), so 256 maps them into [0, 1).
-  scaled = pixels / (256.0 if data.dequantize else 255.0)
-  return scaled * 2.0 - 1.0 if data.normalize == "symmetric" else scaled
+  scale, offset = images_lib.scale_offset(data.normalize, data.dequantize)
+  return pixels / scale + offset
 

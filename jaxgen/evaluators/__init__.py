@@ -2,22 +2,22 @@
 
 from absl import logging
 
+from jaxgen import families
 from jaxgen.errors import UserError
 
 
 def create(config, family, mesh, source, *, report: bool) -> list:
   """The per-example means, plus sample metrics when config.evaluation.sample_metrics.
 
-  `report` is `jaxgen evaluate`: it uses the full IWAE k and treats a missing feature
-  network as an error. During training IWAE uses `iwae_k_during_training`, and a missing
-  feature network only turns sample metrics off, with a warning.
+  `report` is `jaxgen evaluate`: it uses the config as it is and treats a missing feature
+  network as an error. During training the family's cheaper settings apply
+  (`preview_overrides`, e.g. the VAE's iwae_k_during_training), and a missing feature
+  network only turns sample metrics off, with a warning.
   """
   from jaxgen.evaluators.mean import MeanEvaluator
   from jaxgen.evaluators.sample_quality import SampleQualityEvaluator
   if not report:
-    config = config.copy_and_resolve_references()
-    config.evaluation.iwae_k = config.evaluation.iwae_k_during_training
-    config.lock()
+    config = families.preview_config(family, config)
   evaluators = [MeanEvaluator(config, family, mesh, source)]
   if config.evaluation.sample_metrics:
     try:

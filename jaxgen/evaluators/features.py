@@ -3,9 +3,9 @@
 Inception, the usual FID network, has never seen 28×28 grey clothes; a classifier trained on
 the dataset itself gives features that separate its classes. RGB datasets use the FID
 Inception (`jaxgen.evaluators.inception`) instead, from weights the user supplies. Either is
-stored by name as `<root>/<name>/params.msgpack` plus `info.json`, which holds the
-architecture and the params file's sha256 so that no score is ever computed with a corrupt
-or swapped network.
+stored by name (`feature_store`) as `<root>/<name>/params.msgpack` plus `info.json`, which
+holds the architecture and the params file's sha256 so that no score is ever computed with a
+corrupt or swapped network.
 
 Create the classifier with `jaxgen train-features --dataset fashion_mnist`, import Inception
 with `jaxgen import-inception --weights FILE`.
@@ -25,17 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import config as config_lib
+from jaxgen import config as config_lib, images as images_lib
 from jaxgen.data import datasets
 from jaxgen.errors import UserError
-from jaxgen.evaluators import inception
+from jaxgen.evaluators import feature_store, inception
 
 ARCHITECTURE = "fashion_classifier_v1"  # Bump on any change that alters the params or features.
 FEATURE_DIM = 128
 EVAL_BATCH_SIZE = 500
 TRAIN_COMMAND = "jaxgen train-features --dataset fashion_mnist"
-PARAMS_FILE = "params.msgpack"
-INFO_FILE = "info.json"
 _CREATE_COMMANDS = {ARCHITECTURE: TRAIN_COMMAND, inception.ARCHITECTURE: inception.IMPORT_COMMAND}
 
 
@@ -67,12 +65,7 @@ class FashionClassifier(nn.Module):
 
 def to_model_range(images: jax.Array) -> jax.Array:
   """uint8 [batch, height, width, channels] → float32 in [-1, 1], as data.normalize='symmetric'."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def default_root() -> str:
-  """$JAXGEN_FEATURES_DIR, else ~/.cache/jaxgen/features, with '~' expanded."""
-  return os.path.expanduser(os.environ.get("JAXGEN_FEATURES_DIR", "~/.cache/jaxgen/features"))
+  return images_lib.from_uint8(images, "symmetric", jnp)
 
 
 def train_classifier(data_config, steps: int, batch_size: int, seed: int, *,
@@ -181,33 +174,11 @@ def save(params: dict, name: str, root: str | None = None, **info) -> dict:
     The info written.
   """
   info = dict(info, architecture=ARCHITECTURE, num_classes=_num_classes(params))
-  return write(flax.serialization.to_bytes(params), name, root, info)
-
-
-def write(data: bytes, name: str, root: str | None, info: dict) -> dict:
-  """Writes serialised params and `info` plus their sha256 under `<root>/<name>/`.
-
-  Returns:
-    The info written.
-  """
-  directory = os.path.join(root or default_root(), name)
-  os.makedirs(directory, exist_ok=True)
-  info = dict(info, params_sha256=hashlib.sha256(data).hexdigest())
-  # Params first: an info.json on disk always vouches for a complete params file.
-  _write_atomically(os.path.join(directory, PARAMS_FILE), data)
-  _write_atomically(os.path.join(directory, INFO_FILE),
-                    json.dumps(info, indent=2, sort_keys=True).encode())
-  return info
+  return feature_store.write(flax.serialization.to_bytes(params), name, root, info)
 
 
 def _num_classes(params: dict) -> int:
   return int(params["head"]["bias"].shape[0])
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-  os.replace(path + ".tmp", path)
 
 
 def load(name: str, root: str | None = None
@@ -242,13 +213,14 @@ def load_classifier(name: str, root: str | None = None
 
 def _read_verified(name: str, root: str | None) -> tuple[dict, dict]:
   """(params, info) of the stored network `name`, after checking the params' sha256."""
-  directory = os.path.join(root or default_root(), name)
-  info_path, params_path = (os.path.join(directory, f) for f in (INFO_FILE, PARAMS_FILE))
+  directory = feature_store.directory(name, root)
+  info_path, params_path = (os.path.join(directory, f)
+                            for f in (feature_store.INFO_FILE, feature_store.PARAMS_FILE))
   if not (os.path.isfile(info_path) and os.path.isfile(params_path)):
-    raise UserError(f"no feature network {name!r} at {directory} (expected {INFO_FILE} and "
-                    f"{PARAMS_FILE}): create it with `{TRAIN_COMMAND}` (Inception: "
-                    f"`{inception.IMPORT_COMMAND}`), or point $JAXGEN_FEATURES_DIR at the "
-                    "folder that holds it")
+    raise UserError(f"no feature network {name!r} at {directory} (expected "
+                    f"{feature_store.INFO_FILE} and {feature_store.PARAMS_FILE}): create it "
+                    f"with `{TRAIN_COMMAND}` (Inception: `{inception.IMPORT_COMMAND}`), or "
+                    "point $JAXGEN_FEATURES_DIR at the folder that holds it")
   with open(info_path) as f:
     try:
       info = json.load(f)
@@ -281,5 +253,5 @@ def main_train_features(dataset: str, steps: int, batch_size: int, seed: int,
   info = save(params, dataset, root, dataset=dataset, steps=steps, batch_size=batch_size,
               seed=seed, test_accuracy=test_accuracy,
               train_seconds=round(time.perf_counter() - start, 1))
-  info["path"] = os.path.join(root or default_root(), dataset)
+  info["path"] = feature_store.directory(dataset, root)
   return info

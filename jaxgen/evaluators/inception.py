@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.errors import UserError
+from jaxgen.evaluators import feature_store
 
 ARCHITECTURE = "inception_v3_fid"  # Bump on any change that alters the params or features.
 FEATURE_DIM = 2048
@@ -336,15 +337,14 @@ def import_weights(src: str, name: str = "inception_v3", root: str | None = None
 
   Args:
     src: pytorch-fid's `.pth` (needs torch) or an `.npz` of the same state_dict.
-    root: default `features.default_root()`.
+    root: default `feature_store.default_root()`.
     image_size: the side images are resized to; keep FID's 299 except in tests.
 
   Returns:
     The info written to `<root>/<name>/info.json`.
   """
-  from jaxgen.evaluators import features  # Here: features imports this module.
   _check_image_size(image_size)
   variables = state_dict_to_variables(_read_state_dict(src))
   info = dict(architecture=ARCHITECTURE, feature_dim=FEATURE_DIM, image_size=image_size,
               source=os.path.basename(src), source_sha256=_file_sha256(src))
-  return features.write(flax.serialization.to_bytes(variables), name, root, info)
+  return feature_store.write(flax.serialization.to_bytes(variables), name, root, info)

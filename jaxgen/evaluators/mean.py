@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import sharding
+from jaxgen import families, sharding
 from jaxgen.data import input_pipeline
 
 
@@ -18,7 +18,7 @@ class MeanEvaluator:
 
   def __init__(self, config, family, mesh, source, prefix: str = "eval/"):
     self.config, self.mesh, self.source, self.prefix = config, mesh, source, prefix
-    self.provenance = family.provenance(config)
+    self.provenance = {**family.provenance(config), **families.sampling_provenance(config)}
     self.local_batch = config.eval_batch_size // jax.process_count()
     self._sums = jax.jit(functools.partial(_masked_sums, config, family),
                          out_shardings=sharding.replicated(mesh))

@@ -15,20 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import sharding
+from jaxgen import families, files, images as images_lib, sharding
 from jaxgen.data import input_pipeline
-from jaxgen.evaluators import feature_stats, features, kid_pr
+from jaxgen.evaluators import feature_stats, feature_store, features, kid_pr
 
 
 def _to_model_range(images, normalize: str):
   """Samples in the data's normalised range → the 8-bit image a user sees → [-1, 1]."""
-  if normalize == "symmetric":
-    pixels = (images + 1.0) * 127.5
-  elif normalize == "unit":
-    pixels = images * 255.0
-  else:
-    pixels = images.astype(jnp.float32)
-  return features.to_model_range(jnp.clip(jnp.round(pixels), 0, 255))
+  return features.to_model_range(images_lib.to_pixels(images, normalize, jnp))
 
 
 class _Streamer:
@@ -98,7 +92,7 @@ class SampleQualityEvaluator:
   def __init__(self, config, family, mesh, real_source, prefix: str = "eval/"):
     cfg = config.evaluation
     self.config, self.family, self.mesh, self.prefix = config, family, mesh, prefix
-    root = cfg.features_dir or features.default_root()
+    root = cfg.features_dir or feature_store.default_root()
     features_fn, self.info = features.load(cfg.feature_network, root)
     # Computed sharded, then gathered to every host: [batch, feature_dim] is small. A separate
     # identity jit, so the network's weights stay arguments rather than compiled-in constants.
@@ -121,9 +115,8 @@ class SampleQualityEvaluator:
     reference = reference_statistics(self.config, self.mesh, source, self.features_fn)
     if jax.process_index() == 0:
       os.makedirs(os.path.dirname(cache), exist_ok=True)
-      tmp = cache + ".tmp.npz"
-      np.savez(tmp, **reference)
-      os.replace(tmp, cache)
+      with files.atomic_write(cache) as tmp:
+        np.savez(tmp, **reference)
     return reference
 
   def run(self, state) -> Iterator[tuple[str, object]]:
@@ -152,4 +145,6 @@ class SampleQualityEvaluator:
                 (p + "sample_metrics/reference_split", self.real_split),
                 (p + "sample_metrics/feature_network", cfg.feature_network),
                 (p + "sample_metrics/feature_network_sha256", self.checksum),
-                (p + "sample_metrics/pr_k", cfg.pr_k))
+                (p + "sample_metrics/pr_k", cfg.pr_k),
+                *((p + "sample_metrics/" + k, v)
+                  for k, v in families.sampling_provenance(self.config).items()))

@@ -1,30 +1,75 @@
-"""Model families: each a module of plain functions with one shared signature.
+"""Model families by the name a config's `family` uses; the seam is `families.protocol`.
 
-  image_shape(config) -> (height, width, channels)
-  init_state(config, rng, image_shape) -> TrainState
-  train_step(config, state, batch) -> (state, metrics)        # one jitted iteration
-  sample(config, state, rng, num) -> images [num, H, W, C] in the data's normalised range
-  eval_metrics(config, state, batch, rng) -> {name: per-example values [batch]}
-  provenance(config) -> {name: str or number}   # how eval_metrics' values were computed
-
-The loop, the evaluators and the CLI call only these, so a family with its own step (the
-GAN updates two networks) plugs in without special cases.
+The loop, the evaluators and the CLI call only what `protocol.Family` declares, so a
+family with its own step (the GAN updates two networks) plugs in without special cases.
+Adding a family is its module here and one line in `_FAMILIES`.
 """
 
+import importlib
 import types
 
 from jaxgen.errors import UserError
-from jaxgen.families import autoregressive, gan, vae
+from jaxgen.families import protocol
 
-_FAMILIES = {"autoregressive": autoregressive, "gan": gan, "vae": vae}
+# Imported on first use: a family module may import this package's helpers without a cycle.
+_FAMILIES = {"autoregressive": "jaxgen.families.autoregressive", "gan": "jaxgen.families.gan",
+             "vae": "jaxgen.families.vae"}
+
+
+def names() -> tuple[str, ...]:
+  return tuple(sorted(_FAMILIES))
 
 
 def get(name: str) -> types.ModuleType:
+  """The family module registered as `name`, checked against the protocol."""
   if name not in _FAMILIES:
-    raise UserError(f"unknown family {name!r}: expected one of {', '.join(sorted(_FAMILIES))}")
-  return _FAMILIES[name]
+    raise UserError(f"unknown family {name!r}: expected one of {', '.join(names())}")
+  module = importlib.import_module(_FAMILIES[name])
+  protocol.check(name, module)
+  return module
 
 
-def num_classes(config) -> int:
-  """Classes a model is conditioned on (config.model.num_classes); 0 when unconditional."""
-  return int(config.model.get("num_classes", 0))
+def supports(family: types.ModuleType, capability: str) -> bool:
+  """Whether `family` implements the optional capability (see `protocol.CAPABILITIES`)."""
+  if capability not in protocol.CAPABILITIES:
+    raise ValueError(f"unknown capability {capability!r}")
+  return capability in family.CAPABILITIES
+
+
+def preview_config(family: types.ModuleType, config):
+  """`config` with the family's cheaper training-time settings (`preview_overrides`)."""
+  overrides = family.preview_overrides(config)
+  if not overrides:
+    return config
+  config = config.copy_and_resolve_references()
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  config.lock()
+  return config
+
+
+def model_image_shape(config) -> tuple[int, int, int]:
+  """(height, width, channels) from config.model's image_size and channels: the families
+  whose one network sees the images directly."""
+  return (config.model.image_size, config.model.image_size, config.model.channels)
+
+
+def with_sampling_defaults(config):
+  """`config` with every config.sampling knob of its family present: a run saved before a
+  knob existed samples with that knob's default."""
+  defaults = get(config.family).sampling_options()
+  missing = [key for key in defaults if key not in config.sampling]
+  if missing:
+    with config.unlocked():
+      for key in missing:
+        config.sampling[key] = defaults[key]
+  return config
+
+
+def sampling_provenance(config) -> dict:
+  """{'sampling/KEY': value} for every config.sampling knob the samples were drawn with."""
+  return {f"sampling/{key}": value for key, value in sorted(config.sampling.items())}

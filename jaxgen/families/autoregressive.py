@@ -18,61 +18,26 @@ row. `sample_naive` runs the whole network on the whole image every
 iteration, O(H·W) work, for reference: the two draw the same images.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from jax import lax
 
-from jaxgen import config as config_lib, families, models, optim, sharding
+from jaxgen import conditioning, families, models, sharding, train_state
 from jaxgen.errors import UserError
 from jaxgen.models import likelihoods
-from jaxgen.train_state import TrainState, ema_update, init_ema, sampling_params
+from jaxgen.train_state import TrainState, sampling_params
+
+CAPABILITIES = frozenset()
 
 _OUTPUT_MODE = {"categorical": "subpixel", "logistic_mixture": "pixel"}
-_VARIANTS = ("demo", "small", "cifar10")
 
 
-def experiment_config(model: dict, variant: str | None, small_model: dict,
-                      cifar10_model: dict | None = None) -> ml_collections.ConfigDict:
-  """The config every autoregressive experiment shares, around its `model` (name, widths,
-  likelihood): full Fashion-MNIST by default; variants 'demo' (the bundled subset, a few CPU
-  minutes), 'small' (a smoke run for tests, `small_model`'s widths) and 'cifar10' (32x32
-  RGB, needs network once; `cifar10_model` overrides the widths there)."""
-  if variant is not None and variant not in _VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(_VARIANTS)}")
-  config = config_lib.base_config()
-  config.family = "autoregressive"
-  config.data.name = "fashion_mnist"
-  config.data.normalize = "integer"  # 8-bit values: the likelihood is discrete and exact.
-  config.batch_size = 32
-  config.eval_batch_size = 250
-  config.total_steps = 3000
-  config.log_every = 100
-  config.sample_every = 1000
-  config.checkpoint_every = 500
-  config.num_samples = 16
-  config.model = ml_collections.ConfigDict(dict(image_size=28, channels=1, **model))
-  config.optim = optim.default_config(learning_rate=1e-3)
-  if variant == "demo":
-    config.data.name = "fashion_mnist_small"
-    config.total_steps = 600
-    config.sample_every = 300
-  elif variant == "small":
-    config_lib.smoke_run(config)
-    config.num_samples = 4
-    config.model.update(**small_model)
-  elif variant == "cifar10":
-    config.data.name = "cifar10"
-    config.batch_size = 64
-    config.total_steps = 100_000
-    config.sample_every = 5000
-    config.checkpoint_every = 5000
-    config.model.update(image_size=32, channels=3, **(cifar10_model or {}))
-  return config
-
+def sampling_options() -> ml_collections.ConfigDict:
+  """config.sampling: how `sample` draws (overridable at `jaxgen sample` / `evaluate`)."""
+  return ml_collections.ConfigDict(dict(
+      temperature=1.0,  # Logits / t, logistic scales × t: < 1 sharpens; 1 = the model.
+  ))
 
 
 def build_model(config):
@@ -97,26 +62,15 @@ def build_model(config):
   return cls(num_params=num_params, output_mode=_OUTPUT_MODE[likelihood], **kwargs)
 
 
-def image_shape(config) -> tuple[int, int, int]:
-  return (config.model.image_size, config.model.image_size, config.model.channels)
-
-
-def _optimizer(config):
-  return optim.create(config.optim, config.total_steps)
-
-
-def _labels(config, batch):
-  return batch["label"] if families.num_classes(config) else None
+image_shape = families.model_image_shape
 
 
 def init_state(config, rng, image_shape) -> TrainState:
   model = build_model(config)
   params_rng, run_rng = jax.random.split(rng)
-  labels = jnp.zeros((1,), jnp.int32) if families.num_classes(config) else None
+  labels = jnp.zeros((1,), jnp.int32) if conditioning.num_classes(config) else None
   params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), labels)["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=_optimizer(config).init(params), model_state={},
-                    ema_params=init_ema(params, config.ema_decay), rng=run_rng)
+  return train_state.create_state(config, params, run_rng)
 
 
 def _network_input(image):
@@ -138,32 +92,25 @@ def nll_nats(config, params, image, labels=None):
                          image.astype(jnp.int32))
 
 
-def _bits_per_dim(nats, image_shape):
-  return nats / (math.prod(image_shape) * math.log(2.0))
-
-
 def train_step(config, state: TrainState, batch):
   image = batch["image"]
 
   def loss_fn(params):
-    return jnp.mean(nll_nats(config, params, image, _labels(config, batch)))
+    return jnp.mean(nll_nats(config, params, image, conditioning.batch_labels(config, batch)))
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
-  updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            ema_params=ema_update(state.ema_params, params, config.ema_decay,
-                                                  state.step))
-  metrics = {"train/loss": loss, "train/bits_per_dim": _bits_per_dim(loss, image.shape[1:]),
-             "train/grad_norm": optax.tree.norm(grads),
-             "train/learning_rate": optim.schedule(config.optim, config.total_steps)(state.step)}
-  return new_state, metrics
+  state, update = train_state.apply_gradients(config, state, grads)
+  metrics = {"train/loss": loss,
+             "train/bits_per_dim": likelihoods.bits_per_dim(loss, image.shape[1:])}
+  return state, {**metrics, **{f"train/{k}": v for k, v in update.items()}}
 
 
 def eval_metrics(config, state: TrainState, batch, rng):
   del rng  # Exact: nothing is drawn.
-  nats = nll_nats(config, sampling_params(state), batch["image"], _labels(config, batch))
-  return {"nll_nats": nats, "bits_per_dim": _bits_per_dim(nats, batch["image"].shape[1:])}
+  nats = nll_nats(config, sampling_params(state), batch["image"],
+                  conditioning.batch_labels(config, batch))
+  return {"nll_nats": nats,
+          "bits_per_dim": likelihoods.bits_per_dim(nats, batch["image"].shape[1:])}
 
 
 def provenance(config) -> dict:
@@ -171,35 +118,36 @@ def provenance(config) -> dict:
           "data_convention": "8-bit values, no dequantisation: an exact discrete likelihood",
           "nll_units": "nats per image; bits/dim = nats / (H·W·C · ln 2)",
           "bounds": "exact: −log p(x) by the chain rule in raster order, R → G → B",
-          "parameters": "ema" if config.ema_decay else "raw"}
+          "parameters": train_state.parameters_provenance(config)}
 
 
-def class_labels(config, num: int):
-  """Labels cycling 0, 1, …, C−1 for `num` samples (None if unconditional)."""
-  classes = families.num_classes(config)
-  return jnp.arange(num, dtype=jnp.int32) % classes if classes else None
+def preview_overrides(config) -> dict:
+  del config  # Training-time grids and evaluations are the real thing: nothing is cheaper.
+  return {}
 
 
-def sample(config, state: TrainState, rng, num: int, labels=None):
+def sample(config, state: TrainState, rng, num: int, cond=None):
   """Images int32 [num, H, W, C] in 0..255, drawn with the row caches (fast)."""
-  return sample_with_log_probs(config, state, rng, num, labels, cached=True)[0]
+  return sample_with_log_probs(config, state, rng, num, cond, cached=True)[0]
 
 
-def sample_naive(config, state: TrainState, rng, num: int, labels=None):
+def sample_naive(config, state: TrainState, rng, num: int, cond=None):
   """The same draws as `sample`, recomputing the whole network for every sub-pixel."""
-  return sample_with_log_probs(config, state, rng, num, labels, cached=False)[0]
+  return sample_with_log_probs(config, state, rng, num, cond, cached=False)[0]
 
 
-def sample_with_log_probs(config, state: TrainState, rng, num: int, labels=None,
+def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
                           cached: bool = True):
   """(images int32 [num, H, W, C], Σ log p of each drawn value as the sampler saw it [num]).
 
-  Conditional models take `labels` [num], or cycle through the classes when None.
+  Conditional models follow cond['label'] [num], or cycle through the classes. Each drawn
+  value's distribution is tempered by config.sampling.temperature; the log-probabilities
+  are the tempered distribution's.
   """
   model = build_model(config)
   height, width, channels = image_shape(config)
-  if labels is None:
-    labels = class_labels(config, num)
+  temperature = config.sampling.get("temperature", 1.0)
+  labels = conditioning.labels(config, cond, num)
   if labels is not None:
     labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
   variables = {"params": sampling_params(state)}
@@ -225,12 +173,15 @@ def sample_with_log_probs(config, state: TrainState, rng, num: int, labels=None,
     pixel = lax.dynamic_index_in_dim(out, j, axis=1, keepdims=False).astype(jnp.float32)
     key = jax.random.fold_in(rng, (i * width + j) * per_pixel + c)
     if categorical:  # pixel [num, C, 256]: draw sub-pixel c.
-      logits = lax.dynamic_index_in_dim(pixel, c, axis=1, keepdims=False)
+      logits = likelihoods.temper("categorical",
+                                  lax.dynamic_index_in_dim(pixel, c, axis=1, keepdims=False),
+                                  channels, temperature)
       value = jax.random.categorical(key, logits)
       step_log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), value[:, None], -1)[:, 0]
       image = image.at[:, i, j, c].set(value.astype(jnp.int32))
     else:  # pixel [num, P]: draw all channels of the pixel, coupled.
-      params = pixel[:, None, None, :]
+      params = likelihoods.temper("logistic_mixture", pixel[:, None, None, :], channels,
+                                  temperature)
       value = likelihoods.sample_logistic_mixture(key, params, channels)
       step_log_prob = -likelihoods.logistic_mixture(params, value)
       image = image.at[:, i, j, :].set(value[:, 0, 0])

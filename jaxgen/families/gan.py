@@ -16,14 +16,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
-from jaxgen import models, optim, sharding
+from jaxgen import conditioning, models, sharding, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import diffaugment, gan_losses
-from jaxgen.train_state import TrainState, ema_update, init_ema
+from jaxgen.train_state import TrainState
 
 G, D = "generator", "discriminator"
+CAPABILITIES = frozenset({"interpolate"})
 
 
 def default_options() -> ml_collections.ConfigDict:
@@ -38,15 +38,18 @@ def default_options() -> ml_collections.ConfigDict:
   ))
 
 
+def sampling_options() -> ml_collections.ConfigDict:
+  """config.sampling: how `sample` draws (overridable at `jaxgen sample` / `evaluate`)."""
+  return ml_collections.ConfigDict(dict(
+      truncation=0.0,  # Latents from N(0, I) truncated to [-t, t] (truncation trick); 0 = off.
+  ))
+
+
 def build_models(config):
   def build(cfg):
     kwargs = dict(cfg)
     return models.get(kwargs.pop("name"))(num_classes=config.model.num_classes, **kwargs)
   return build(config.model.generator), build(config.model.discriminator)
-
-
-def _optimizers(config):
-  return {net: optim.create(config.optim[net], config.total_steps) for net in (G, D)}
 
 
 def _check(config, batch_size: int) -> None:
@@ -78,19 +81,25 @@ def init_state(config, rng, image_shape) -> TrainState:
                           _example_labels(config, 1), train=False)
   d_vars = discriminator.init(d_rng, jnp.zeros((1, *image_shape)), _example_labels(config, 1),
                               train=False)
-  params = {G: g_vars["params"], D: d_vars["params"]}
-  opts = _optimizers(config)
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      opt_state={net: opts[net].init(params[net]) for net in (G, D)},
+  return train_state.create_state(
+      config, {G: g_vars["params"], D: d_vars["params"]}, run_rng,
       model_state={G: g_vars.get("batch_stats", {}), D: d_vars.get("batch_stats", {})},
-      ema_params={G: init_ema(params[G], config.ema_decay)} if config.ema_decay else {},
-      rng=run_rng)
+      networks=(G, D), ema_networks=(G,))
 
 
-def _latents(config, rng, num, latent_dim):
-  z = jax.random.normal(rng, (num, latent_dim))
+def _latents(rng, num, latent_dim, truncation: float = 0.0):
+  """z [num, latent_dim] ~ N(0, I), or N(0, I) truncated to [-t, t] when t > 0."""
+  if truncation < 0:
+    raise UserError(f"sampling.truncation={truncation}: expected t > 0 (latents kept in "
+                    "[-t, t]) or 0 (off)")
+  z = (jax.random.truncated_normal(rng, -truncation, truncation, (num, latent_dim))
+       if truncation else jax.random.normal(rng, (num, latent_dim)))
   return sharding.constrain_batch(z)
+
+
+def _sampling_latents(config, rng, num):
+  """Latents to sample with: config.sampling's truncation (training never truncates)."""
+  return _latents(rng, num, latent_dim(config), config.sampling.get("truncation", 0.0))
 
 
 def _fake_labels(config, rng, num):
@@ -148,98 +157,70 @@ def _d_objective(config, discriminator, d_params, d_stats, real, real_labels, fa
 
 def train_step(config, state: TrainState, batch):
   generator, discriminator = build_models(config)
-  opts, opt = config.gan, _optimizers(config)
+  opts = config.gan
   _check(config, batch["image"].shape[0])
   chunks = _critic_chunks(batch, opts.n_critic)
   conditional = bool(config.model.num_classes)
-  g_stats = state.model_state[G]
   keys = jax.random.split(state.step_rng(), opts.n_critic)
+  step = state.step  # Every update of this iteration sees the step it started at.
 
   def generate(g_params, g_stats, rng, num):
     z_rng, y_rng = jax.random.split(rng)
     labels = _fake_labels(config, y_rng, num)
-    z = _latents(config, z_rng, num, generator.latent_dim)
+    z = _latents(z_rng, num, generator.latent_dim)
     fake, updates = generator.apply({"params": g_params, "batch_stats": g_stats}, z, labels,
                                     train=True, mutable=["batch_stats"])
     return fake, (labels, updates.get("batch_stats", g_stats))
 
-  def d_update(carry, real, real_labels, fake, fake_labels, rng):
-    d_params, d_opt, d_stats = carry
+  def d_update(state, real, real_labels, fake, fake_labels, rng):
     grad_fn = jax.value_and_grad(functools.partial(_d_objective, config, discriminator),
                                  has_aux=True)
-    (loss, (d_stats, metrics)), grads = grad_fn(d_params, d_stats, real, real_labels, fake,
-                                                fake_labels, rng, state.step)
-    updates, d_opt = opt[D].update(grads, d_opt, d_params)
-    metrics.update(d_loss=loss, d_grad_norm=optax.tree.norm(grads))
-    return (optax.apply_updates(d_params, updates), d_opt, d_stats), metrics
+    (loss, (d_stats, metrics)), grads = grad_fn(state.params[D], state.model_state[D], real,
+                                                real_labels, fake, fake_labels, rng, step)
+    state, update = train_state.apply_gradients(config, state, grads, network=D,
+                                                model_state=d_stats, advance=False)
+    metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"])
+    return state, metrics
 
-  def critic_step(carry, xs):
-    (d_carry, g_stats), (real, real_labels, rng) = carry, xs
-    real_labels = real_labels if conditional else None
-    g_rng, d_rng = jax.random.split(rng)
-    fake, (fake_labels, g_stats) = generate(state.params[G], g_stats, g_rng, real.shape[0])
-    d_carry, metrics = d_update(d_carry, real, real_labels, jax.lax.stop_gradient(fake),
-                                fake_labels, d_rng)
-    return (d_carry, g_stats), metrics
+  def with_g_stats(state, g_stats):
+    return state.replace(model_state={**state.model_state, G: g_stats})
 
-  d_carry = (state.params[D], state.opt_state[D], state.model_state[D])
   labels = chunks["label"] if conditional else jnp.zeros(chunks["image"].shape[:2], jnp.int32)
   # Unrolled in the trace rather than a lax.scan: on XLA:CPU the scanned version of an
   # n_critic=2 step ran 5.5x slower (710 vs 130 ms, benchmarks/README.md); n_critic is small.
-  carry = (d_carry, g_stats)
   for i in range(opts.n_critic - 1):
-    carry, _ = critic_step(carry, (chunks["image"][i], labels[i], keys[i]))
-  d_carry, g_stats = carry
+    g_rng, d_rng = jax.random.split(keys[i])
+    real = chunks["image"][i]
+    fake, (fake_labels, g_stats) = generate(state.params[G], state.model_state[G], g_rng,
+                                            real.shape[0])
+    state, _ = d_update(with_g_stats(state, g_stats), real,
+                        labels[i] if conditional else None, jax.lax.stop_gradient(fake),
+                        fake_labels, d_rng)
 
   # The last critic update: its fake chunk also serves the generator update.
   real, real_labels = chunks["image"][-1], labels[-1] if conditional else None
   g_rng, d_rng, g_aug = jax.random.split(keys[-1], 3)
   num = real.shape[0]
   fake, g_vjp, (fake_labels, new_g_stats) = jax.vjp(
-      lambda p: generate(p, g_stats, g_rng, num), state.params[G], has_aux=True)
-  (d_params, d_opt, d_stats), metrics = d_update(
-      d_carry, real, real_labels, jax.lax.stop_gradient(fake), fake_labels, d_rng)
+      lambda p: generate(p, state.model_state[G], g_rng, num), state.params[G], has_aux=True)
+  state, metrics = d_update(state, real, real_labels, jax.lax.stop_gradient(fake), fake_labels,
+                            d_rng)
 
   def g_loss_fn(fake_images):
     if opts.diffaugment:
       fake_images = diffaugment.augment(g_aug, fake_images, opts.diffaugment)
-    logits, stats = _apply_d(discriminator, d_params, d_stats, fake_images, fake_labels)
+    logits, stats = _apply_d(discriminator, state.params[D], state.model_state[D],
+                             fake_images, fake_labels)
     return gan_losses.generator_loss(opts.loss, logits), stats
 
   (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
   (g_grads,) = g_vjp(fake_grads)
-  g_updates, g_opt = opt[G].update(g_grads, state.opt_state[G], state.params[G])
-  g_params = optax.apply_updates(state.params[G], g_updates)
-
-  ema = state.ema_params
-  if ema:
-    ema = {G: ema_update(ema[G], g_params, config.ema_decay, state.step)}
-  new_state = state.replace(
-      step=state.step + 1, params={G: g_params, D: d_params}, opt_state={G: g_opt, D: d_opt},
-      model_state={G: new_g_stats, D: d_stats}, ema_params=ema)
+  state = state.replace(model_state={G: new_g_stats, D: d_stats})
+  state, update = train_state.apply_gradients(config, state, g_grads, network=G)
   metrics = {f"train/{k}": v for k, v in metrics.items()}  # The last critic update's.
-  metrics.update({
-      "train/g_loss": g_loss, "train/g_grad_norm": optax.tree.norm(g_grads),
-      "train/learning_rate": optim.schedule(config.optim[G], config.total_steps)(state.step),
-  })
-  return new_state, metrics
-
-
-def _generator_params(state):
-  return state.ema_params[G] if state.ema_params else state.params[G]
-
-
-def class_labels(config, num: int, label: int | None = None):
-  """Labels for `num` samples: all `label`, or cycling 0, 1, …, C-1 (None if unconditional)."""
-  classes = config.model.num_classes
-  if label is not None and not 0 <= label < classes:
-    raise UserError(f"label {label}: expected a class in [0, {classes - 1}]" if classes else
-                    f"label {label}: this model is unconditional (model.num_classes=0)")
-  if not classes:
-    return None
-  if label is not None:
-    return jnp.full((num,), label, jnp.int32)
-  return jnp.arange(num, dtype=jnp.int32) % classes
+  metrics.update({"train/g_loss": g_loss, "train/g_grad_norm": update["grad_norm"],
+                  "train/learning_rate": update["learning_rate"]})
+  return state, metrics
 
 
 def generate_from(config, state: TrainState, z, labels=None):
@@ -248,17 +229,18 @@ def generate_from(config, state: TrainState, z, labels=None):
   EMA generator when one is kept."""
   generator, _ = build_models(config)
   if labels is None:
-    labels = class_labels(config, z.shape[0])
-  return generator.apply({"params": _generator_params(state),
+    labels = conditioning.class_labels(config, z.shape[0])
+  return generator.apply({"params": train_state.sampling_params(state, G),
                           "batch_stats": state.model_state[G]}, z, labels, train=False)
 
 
-def sample(config, state: TrainState, rng, num: int, labels=None):
-  """`num` images [num, H, W, C] in [-1, 1]; conditional models take `labels` [num], or
-  cycle through the classes."""
-  z = _latents(config, rng, num, latent_dim(config))
+def sample(config, state: TrainState, rng, num: int, cond=None):
+  """`num` images [num, H, W, C] in [-1, 1]; conditional models follow cond['label'] [num],
+  or cycle through the classes."""
+  z = _sampling_latents(config, rng, num)
+  labels = conditioning.labels(config, cond, num)
   if labels is not None:
-    labels = sharding.constrain_batch(labels)
+    labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
   return generate_from(config, state, z, labels)
 
 
@@ -281,13 +263,12 @@ def latent_path(z0, z1, steps: int, mode: str):
   return (jnp.sin((1.0 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / sin
 
 
-def interpolate(config, state: TrainState, rng, num: int, steps: int, mode: str, labels=None):
+def interpolate(config, state: TrainState, rng, num: int, steps: int, mode: str, cond=None):
   """`num` strips of `steps` images between two random latents: [num * steps, H, W, C],
   strip after strip; a conditional strip keeps its row's label."""
   z0, z1 = jax.random.normal(rng, (2, num, latent_dim(config)))
   z = latent_path(z0, z1, steps, mode).reshape(num * steps, -1)
-  if labels is None:
-    labels = class_labels(config, num)
+  labels = conditioning.labels(config, cond, num)
   if labels is not None:
     labels = jnp.repeat(labels, steps)
   return generate_from(config, state, z, labels)
@@ -299,8 +280,13 @@ def latent_dim(config) -> int:
 
 def provenance(config) -> dict:
   """How eval_metrics' numbers were computed."""
-  return {"generator": "ema" if config.ema_decay else "raw", "loss": config.gan.loss,
+  return {"generator": train_state.parameters_provenance(config), "loss": config.gan.loss,
           "discriminator_metrics": "mean logits on held-out real images and as many samples"}
+
+
+def preview_overrides(config) -> dict:
+  del config  # One generator pass per sample: previews cost what the real thing costs.
+  return {}
 
 
 def eval_metrics(config, state: TrainState, batch, rng):
@@ -312,8 +298,7 @@ def eval_metrics(config, state: TrainState, batch, rng):
   real_logits = discriminator.apply(d_vars, batch["image"], real_labels, train=False)
   z_rng, y_rng = jax.random.split(rng)
   fake_labels = _fake_labels(config, y_rng, num)
-  fake = generate_from(config, state, _latents(config, z_rng, num, latent_dim(config)),
-                       fake_labels)
+  fake = generate_from(config, state, _sampling_latents(config, z_rng, num), fake_labels)
   fake_logits = discriminator.apply(d_vars, fake, fake_labels, train=False)
   real_logits, fake_logits = real_logits.astype(jnp.float32), fake_logits.astype(jnp.float32)
   loss = jax.vmap(lambda r, f: gan_losses.discriminator_loss(config.gan.loss, r, f))(

@@ -41,7 +41,7 @@ def _batch_norm(train: bool, dtype: Any) -> nn.BatchNorm:
                       scale_init=_scale_init)
 
 
-@models.register("dcgan_generator")
+@models.register("dcgan_generator", example_inputs=gan_parts.generator_inputs)
 class Generator(nn.Module):
   """Latents [batch, latent_dim] -> images [batch, image_size, image_size, channels] in [-1, 1].
 
@@ -82,7 +82,7 @@ class Generator(nn.Module):
     return x
 
 
-@models.register("dcgan_discriminator")
+@models.register("dcgan_discriminator", example_inputs=gan_parts.discriminator_inputs)
 class Discriminator(nn.Module):
   """Images [batch, image_size, image_size, channels] -> real-vs-fake logits [batch].
 

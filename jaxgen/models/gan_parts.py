@@ -1,4 +1,5 @@
-"""Pieces both GAN architectures share: spectral normalisation, label input, projection head."""
+"""Pieces both GAN architectures share: spectral normalisation, label input, projection head,
+example inputs."""
 
 import functools
 from typing import Any
@@ -29,6 +30,24 @@ def check_labels(labels, num_classes: int, who: str):
   if not num_classes and labels is not None:
     raise UserError(f"the {who} is unconditional (num_classes=0) but got labels: set "
                     "model.num_classes to condition on them")
+
+
+def example_labels(module: nn.Module, batch: int):
+  """Labels [batch] (all class 0) for a class-conditional module; None for an unconditional one."""
+  return jnp.zeros((batch,), jnp.int32) if module.num_classes else None
+
+
+def generator_inputs(module: nn.Module, batch: int):
+  """A generator's init arguments: latents [batch, latent_dim], labels, train=False."""
+  z = jnp.zeros((batch, module.latent_dim))
+  return (z, example_labels(module, batch)), {"train": False}
+
+
+def discriminator_inputs(module: nn.Module, batch: int):
+  """A discriminator's init arguments: images [batch, size, size, channels], labels,
+  train=False."""
+  x = jnp.zeros((batch, module.image_size, module.image_size, module.channels))
+  return (x, example_labels(module, batch)), {"train": False}
 
 
 def with_label(z: jax.Array, labels, num_classes: int, dtype: Any) -> jax.Array:

@@ -37,7 +37,7 @@ def _gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
   return jnp.sum(per_dim.reshape(mean_q.shape[0], -1), axis=-1)
 
 
-@models.register("hvae")
+@models.register("hvae", example_inputs=vae.example_inputs)
 class HierarchicalVAE(nn.Module):
   """Images [b, H, W, C] in [0, 1] -> per-pixel likelihood parameters [b, H, W, P].
 

@@ -239,3 +239,31 @@ def sample_gaussian(rng, params):
   """Float [b, H, W, C] in [0, 1]: a Gaussian draw clipped to the data's range."""
   means, log_scales = _gaussian_split(params)
   return jnp.clip(means + jnp.exp(log_scales) * jax.random.normal(rng, means.shape), 0.0, 1.0)
+
+
+def temper(likelihood: str, params, channels: int, temperature: float):
+  """`params` of a sharper (t < 1) or flatter (t > 1) distribution to sample from:
+  categorical logits / t; a logistic mixture's component logits / t and its scales × t.
+  t = 1 returns `params` untouched (no arithmetic, so default sampling is bit-identical)."""
+  if temperature <= 0:
+    raise UserError(f"sampling.temperature={temperature}: expected a positive number "
+                    "(1 samples the model as trained)")
+  if temperature == 1:
+    return params
+  params = params.astype(jnp.float32)
+  if likelihood == "categorical":
+    return params / temperature
+  if likelihood != "logistic_mixture":
+    raise UserError(f"sampling.temperature={temperature} is defined for the categorical and "
+                    f"logistic_mixture likelihoods, not {likelihood!r}: set it to 1")
+  rows = 2 * channels + _num_couplings(channels)
+  k = params.shape[-1] // (1 + rows)
+  rest = params[..., k:].reshape(*params.shape[:-1], rows, k)
+  rest = rest.at[..., channels:2 * channels, :].add(math.log(temperature))
+  return jnp.concatenate([params[..., :k] / temperature,
+                          rest.reshape(*params.shape[:-1], rows * k)], axis=-1)
+
+
+def bits_per_dim(nats, image_shape) -> jax.Array:
+  """Nats per image → bits per sub-pixel: nats / (H·W·C · ln 2)."""
+  return nats / (math.prod(image_shape) * math.log(2.0))

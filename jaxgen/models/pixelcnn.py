@@ -193,7 +193,18 @@ def label_bias(labels, num_classes: int, features: int, dtype: Any):
   return nn.Embed(num_classes, features, dtype=dtype)(labels)[:, None, None, :]
 
 
-@models.register("pixelcnn")
+# Fashion-MNIST's size. The networks are fully convolutional: the size shapes the activations,
+# never the parameters.
+_EXAMPLE_SIZE = 28
+
+
+def example_inputs(module: nn.Module, batch: int):
+  """Init arguments of an autoregressive network: images [batch, 28, 28, channels], labels."""
+  x = jnp.zeros((batch, _EXAMPLE_SIZE, _EXAMPLE_SIZE, module.channels))
+  return (x, gan_parts.example_labels(module, batch)), {}
+
+
+@models.register("pixelcnn", example_inputs=example_inputs)
 class PixelCNN(nn.Module):
   """Images [b, H, W, channels] in [-1, 1] -> parameters (see the module docstring).
 
@@ -262,7 +273,7 @@ class DownShift(nn.Module):
     return row_window(self, x, row, 2)[:, :1]
 
 
-@models.register("gated_pixelcnn")
+@models.register("gated_pixelcnn", example_inputs=example_inputs)
 class GatedPixelCNN(nn.Module):
   """Images [b, H, W, channels] in [-1, 1] -> parameters (see the module docstring).
 

@@ -72,7 +72,7 @@ class _DownBlock(nn.Module):
     return h + shortcut
 
 
-@models.register("resnet_generator")
+@models.register("resnet_generator", example_inputs=gan_parts.generator_inputs)
 class Generator(nn.Module):
   """Latents [batch, latent_dim] -> images [batch, image_size, image_size, channels] in [-1, 1]."""
   image_size: int
@@ -95,7 +95,7 @@ class Generator(nn.Module):
     return jnp.tanh(nn.Conv(self.channels, (3, 3), dtype=self.dtype)(x))
 
 
-@models.register("resnet_discriminator")
+@models.register("resnet_discriminator", example_inputs=gan_parts.discriminator_inputs)
 class Discriminator(nn.Module):
   """Images [batch, image_size, image_size, channels] -> logits [batch].
 

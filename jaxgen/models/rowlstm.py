@@ -67,7 +67,7 @@ class RowLSTMLayer(nn.Module):
     return conv(features)(hidden.transpose(1, 0, 2, 3))
 
 
-@models.register("row_lstm")
+@models.register("row_lstm", example_inputs=pixelcnn.example_inputs)
 class RowLSTM(nn.Module):
   """Images [b, H, W, channels] in [-1, 1] -> parameters (see `pixelcnn`'s docstring).
 

@@ -111,7 +111,13 @@ class PixelHead(nn.Module):
     return base + out.astype(base.dtype)
 
 
-@models.register("conv_vae")
+def example_inputs(module: nn.Module, batch: int):
+  """Init arguments of a VAE: images [batch, image_size, image_size, channels] and an rng."""
+  x = jnp.zeros((batch, module.image_size, module.image_size, module.channels))
+  return (x, jax.random.PRNGKey(0)), {}
+
+
+@models.register("conv_vae", example_inputs=example_inputs)
 class ConvVAE(nn.Module):
   """Encoder, reparameterised Gaussian latent, decoder to the likelihood's parameters.
 

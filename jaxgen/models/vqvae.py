@@ -70,7 +70,13 @@ def nearest_codes(flat, codebook):
   return jnp.argmin(distances, axis=-1)
 
 
-@models.register("vqvae")
+def _example_inputs(module: nn.Module, batch: int):
+  """Init arguments: images [batch, image_size, image_size, channels], train=False."""
+  x = jnp.zeros((batch, module.image_size, module.image_size, module.channels))
+  return (x,), {"train": False}
+
+
+@models.register("vqvae", example_inputs=_example_inputs)
 class VQVAE(nn.Module):
   """Images [b, H, W, C] in [0, 1] -> likelihood parameters [b, H, W, P] through a grid of
   codes [b, H/4, W/4].

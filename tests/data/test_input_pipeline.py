@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, PartitionSpec as P
 
-from jaxgen import config as config_lib
+from jaxgen import config as config_lib, images as images_lib
 from jaxgen.data import datasets, input_pipeline
 from jaxgen.errors import UserError
 
@@ -145,6 +145,15 @@ def test_eval_covers_every_example_once(max_shard_size, num_batches):
   np.testing.assert_array_equal(labels[mask == 1], np.arange(50))
   images = np.concatenate([b["image"] for b in batches])[mask == 1]
   np.testing.assert_allclose(images, source.images / 127.5 - 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalize", ["symmetric", "unit"])
+def test_eval_images_are_exactly_images_from_uint8(normalize):
+  # Bit for bit: the FID reference statistics rely on tf.data and jaxgen.images agreeing.
+  source = numbered_source(n=16)
+  batch, = input_pipeline.eval_dataset(make_data(normalize=normalize), source,
+                                       local_batch_size=16).as_numpy_iterator()
+  np.testing.assert_array_equal(batch["image"], images_lib.from_uint8(source.images, normalize))
 
 
 def test_eval_dequantised_pixels_sit_at_bin_centres():

@@ -9,7 +9,7 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.errors import UserError
-from jaxgen.evaluators import features
+from jaxgen.evaluators import feature_store, features
 
 STEPS, BATCH_SIZE = 300, 32
 
@@ -58,7 +58,7 @@ def test_round_trip_gives_identical_features(trained, saved):
 
 def test_a_tampered_params_file_is_refused(saved):
   root, info = saved
-  path = os.path.join(root, "fashion_mnist_small", features.PARAMS_FILE)
+  path = os.path.join(root, "fashion_mnist_small", feature_store.PARAMS_FILE)
   with open(path, "r+b") as f:
     first = f.read(1)
     f.seek(0)
@@ -76,6 +76,6 @@ def test_a_missing_network_names_the_command_that_creates_it(tmp_path):
 
 def test_the_default_root_follows_the_environment(monkeypatch, tmp_path):
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", str(tmp_path))
-  assert features.default_root() == str(tmp_path)
+  assert feature_store.default_root() == str(tmp_path)
   monkeypatch.delenv("JAXGEN_FEATURES_DIR")
-  assert features.default_root() == os.path.expanduser("~/.cache/jaxgen/features")
+  assert feature_store.default_root() == os.path.expanduser("~/.cache/jaxgen/features")

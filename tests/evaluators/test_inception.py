@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxgen.errors import UserError
-from jaxgen.evaluators import features, inception
+from jaxgen.evaluators import feature_store, features, inception
 
 SIZE = 107  # The smallest at which Mixed_7b/7c see 2×2, so their pools act; cheaper than 299.
 # sum(p.numel() for p in model.parameters()) of pytorch-fid's FIDInceptionV3, less its
@@ -154,7 +154,7 @@ def test_imported_weights_load_with_identical_features(variables, images, weight
 def test_a_tampered_params_file_is_refused(weights_file, tmp_path):
   info = inception.import_weights(weights_file[1], "inception_small", str(tmp_path),
                                   image_size=SIZE)
-  path = tmp_path / "inception_small" / features.PARAMS_FILE
+  path = tmp_path / "inception_small" / feature_store.PARAMS_FILE
   data = bytearray(path.read_bytes())
   data[len(data) // 2] ^= 1
   path.write_bytes(bytes(data))

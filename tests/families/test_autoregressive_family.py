@@ -77,9 +77,9 @@ def test_conditional_samples_follow_their_labels_and_cycle_by_default():
   rng = jax.random.PRNGKey(0)
   by_default = ar.sample(config, state, rng, 3)
   np.testing.assert_array_equal(by_default, ar.sample(config, state, rng, 3,
-                                                      labels=jnp.array([0, 1, 2])))
+                                                      {"label": jnp.array([0, 1, 2])}))
   assert not np.array_equal(by_default, ar.sample(config, state, rng, 3,
-                                                  labels=jnp.array([1, 1, 1])))
+                                                  {"label": jnp.array([1, 1, 1])}))
 
 
 def test_nll_is_exact_against_summing_the_conditionals_by_hand():

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib, train_state
+from jaxgen import conditioning, config as config_lib, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import gan
 
@@ -154,9 +154,9 @@ def test_lazy_r1_only_on_every_kth_step():
 def test_conditional_sampling_gives_the_requested_labels():
   config = config_lib.load("experiments/cdcgan_fashion_mnist.py:small", {})
   state = gan.init_state(config, jax.random.PRNGKey(0), gan.image_shape(config))
-  np.testing.assert_array_equal(gan.class_labels(config, 12), np.arange(12) % 10)
+  np.testing.assert_array_equal(conditioning.class_labels(config, 12), np.arange(12) % 10)
   rng = jax.random.PRNGKey(1)
-  sevens = gan.sample(config, state, rng, 4, labels=jnp.full((4,), 7))
+  sevens = gan.sample(config, state, rng, 4, {"label": jnp.full((4,), 7)})
   z = jax.random.normal(rng, (4, gan.latent_dim(config)))
   np.testing.assert_allclose(sevens, gan.generate_from(config, state, z, jnp.full((4,), 7)),
                              rtol=1e-6)
@@ -176,13 +176,13 @@ def test_latent_paths_end_at_their_endpoints_and_slerp_keeps_the_norm():
 
 
 def test_sampling_labels_are_checked_against_the_classes():
-  from jaxgen import inference
   conditional = config_lib.load("experiments/cdcgan_fashion_mnist.py:small", {})
-  np.testing.assert_array_equal(inference._labels(conditional, 12, None), np.arange(12) % 10)
-  np.testing.assert_array_equal(inference._labels(conditional, 3, 7), [7, 7, 7])
+  np.testing.assert_array_equal(conditioning.class_labels(conditional, 12, None),
+                                np.arange(12) % 10)
+  np.testing.assert_array_equal(conditioning.class_labels(conditional, 3, 7), [7, 7, 7])
   with pytest.raises(UserError, match=r"--label 10: expected a class in \[0, 9\]"):
-    inference._labels(conditional, 3, 10)
+    conditioning.class_labels(conditional, 3, 10)
   unconditional = config_lib.load(SMALL, {})
-  assert inference._labels(unconditional, 3, None) is None
+  assert conditioning.class_labels(unconditional, 3, None) is None
   with pytest.raises(UserError, match="unconditional"):
-    inference._labels(unconditional, 3, 0)
+    conditioning.class_labels(unconditional, 3, 0)

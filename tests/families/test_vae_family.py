@@ -9,7 +9,8 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.errors import UserError
-from jaxgen.families import vae
+from jaxgen.families import vae, vae_bounds
+from jaxgen.models import likelihoods
 
 BINARY = "experiments/vae_binarized_fashion_mnist.py:small"
 EIGHT_BIT = "experiments/vae_fashion_mnist.py:small"
@@ -38,11 +39,12 @@ def test_kl_matches_closed_form_by_monte_carlo():
   z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.PRNGKey(1), (200_000, 2))
   log_q = jnp.sum(-0.5 * ((z - mean) ** 2 / jnp.exp(logvar) + logvar + math.log(2 * math.pi)), -1)
   log_p = jnp.sum(-0.5 * (z ** 2 + math.log(2 * math.pi)), -1)
-  np.testing.assert_allclose(vae._kl_nats(mean, logvar)[0], jnp.mean(log_q - log_p), rtol=1e-2)
+  np.testing.assert_allclose(vae_bounds.kl_nats(mean, logvar)[0], jnp.mean(log_q - log_p),
+                             rtol=1e-2)
 
 
 def test_bits_per_dim_is_nats_over_dims_ln2():
-  assert vae._nats_to_bits_per_dim(784 * math.log(2.0), (28, 28, 1)) == 1.0
+  assert likelihoods.bits_per_dim(784 * math.log(2.0), (28, 28, 1)) == 1.0
 
 
 def test_kl_warmup_is_linear_from_zero_to_beta():
@@ -57,9 +59,9 @@ def test_free_bits_zero_the_kl_gradient_of_dimensions_below_lambda():
   # Dimension 0 carries ~0.02 nats, dimension 1 ~2 nats; λ = 0.5 clamps dimension 0 only.
   mean = jnp.array([[0.2, 2.0], [-0.2, 2.0]])
   logvar = jnp.zeros((2, 2))
-  kl_dims = vae._kl_per_dim(mean, logvar)
-  np.testing.assert_allclose(vae.free_bits_kl(kl_dims, 0.5), 0.5 + 2.0, rtol=1e-6)
-  grad = jax.grad(lambda m: vae.free_bits_kl(vae._kl_per_dim(m, logvar), 0.5))(mean)
+  kl_dims = vae_bounds.kl_per_dim(mean, logvar)
+  np.testing.assert_allclose(vae_bounds.free_bits_kl(kl_dims, 0.5), 0.5 + 2.0, rtol=1e-6)
+  grad = jax.grad(lambda m: vae_bounds.free_bits_kl(vae_bounds.kl_per_dim(m, logvar), 0.5))(mean)
   np.testing.assert_array_equal(grad[:, 0], 0.0)
   np.testing.assert_allclose(grad[:, 1], 1.0, rtol=1e-6)  # d/dm of mean(m²/2) over 2 rows.
 
@@ -99,7 +101,7 @@ def test_iwae_bounds_are_below_the_elbo_and_the_k1_objective_is_the_elbo(monkeyp
   assert nll[8] < nelbo
   # k samples in several chunks (a scan, as IWAE-1000 on full batches runs) bound as tightly
   # as one chunk (what small training k take): other draws, the same bound up to noise.
-  monkeypatch.setattr(vae, "_iwae_chunk", lambda k, floats: k // 4)
+  monkeypatch.setattr(vae_bounds, "iwae_chunk", lambda k, floats: k // 4)
   chunked = float(jnp.mean(jax.jit(lambda p: vae.negative_iwae(config, p, images, rng, 256))(
       state.params)))
   assert chunked < nll[8]
@@ -107,11 +109,11 @@ def test_iwae_bounds_are_below_the_elbo_and_the_k1_objective_is_the_elbo(monkeyp
 
 
 def test_iwae_chunks_are_divisors_within_budget():
-  assert vae._iwae_chunk(1000, 256 * 784) == 250  # 250·256·784 ≤ 2^26 < 500·256·784
-  assert vae._iwae_chunk(7, 1 << 30) == 1
+  assert vae_bounds.iwae_chunk(1000, 256 * 784) == 250  # 250·256·784 ≤ 2^26 < 500·256·784
+  assert vae_bounds.iwae_chunk(7, 1 << 30) == 1
   # A pixel head's feature maps count: 1 + 2·2·16 floats per pixel, not the 1 of the output.
   config = config_lib.load(BINARY, {"model.pixel_layers": "2"})
-  assert vae._floats_per_sample(config, vae.build_model(config), (28, 28, 1)) == 784 * 65
+  assert vae_bounds.floats_per_sample(config, vae.build_model(config), (28, 28, 1)) == 784 * 65
 
 
 def _samples(config, state):
@@ -172,7 +174,7 @@ def test_gaussian_evaluation_dequantises_bin_centres_afresh():
   config = config_lib.load(EIGHT_BIT, GAUSSIAN)
   k = jax.random.randint(jax.random.PRNGKey(0), (4, 28, 28, 1), 0, 256)
   centres = (k + 0.5) / 256.0  # What input_pipeline.eval_dataset gives with dequantize.
-  x, target = vae._inputs(config, centres, jax.random.PRNGKey(1))
+  x, target = vae_bounds.inputs(config, centres, jax.random.PRNGKey(1))
   np.testing.assert_array_equal(jnp.floor(x * 256.0), k)
   assert float(jnp.std(x * 256.0 - k)) > 0.2  # Uniform noise (std 0.29), not 0.5 everywhere.
   assert x is target
@@ -230,7 +232,7 @@ def test_reconstructions_decode_the_posterior_mean():
   recon = vae.reconstruct(config, state, image, rng)
   model = vae.build_model(config)
   input_rng, _ = jax.random.split(rng)
-  x, _ = vae._inputs(config, image, input_rng)
+  x, _ = vae_bounds.inputs(config, image, input_rng)
   mean, _ = model.apply({"params": state.params}, x, method=model.encode)
   expected = jax.nn.sigmoid(model.apply({"params": state.params}, mean, method=model.decode))
   np.testing.assert_allclose(recon, expected, rtol=1e-5, atol=1e-6)
@@ -273,7 +275,7 @@ def test_hierarchical_iwae_is_below_its_elbo_and_tightens_with_k():
   # tests/models/test_hvae.py's check.)
   assert nll[128] < nll[16] < nelbo
   # Its KL per dimension: z2's 4 then z1's 7·7·2, each ≥ 0.
-  _, kl_dims, _, _ = vae._elbo_terms(config, state.params, images, rng)
+  _, kl_dims, _, _ = vae_bounds.elbo_terms(config, state.params, images, rng)
   assert kl_dims.shape == (16, 4 + 7 * 7 * 2) and float(kl_dims.min()) >= 0.0
 
 
@@ -373,7 +375,7 @@ def test_pixel_head_reconstructions_and_traversals_draw_through_the_head():
   image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
   recon = jax.jit(lambda s, x: vae.reconstruct(config, s, x, jax.random.PRNGKey(2)))(state,
                                                                                     image)
-  x, _ = vae._inputs(config, image, jax.random.split(jax.random.PRNGKey(2))[0])
+  x, _ = vae_bounds.inputs(config, image, jax.random.split(jax.random.PRNGKey(2))[0])
   decoded = model.apply(variables, x, method=model.reconstruct_params)
   assert recon.shape == image.shape and 0.0 <= float(recon.min()) <= float(recon.max()) <= 1.0
   assert not np.allclose(recon, jax.nn.sigmoid(decoded), atol=1e-3)
