@@ -132,7 +132,9 @@ def run(argv: list[str]) -> int:
                                        args.label)
       columns = conditioning.num_classes(config) if args.label is None else None
     inference.write_samples(args.out, samples, columns or None)
-    print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}", file=sys.stderr)
+    knobs = ", ".join(f"{k}={v}" for k, v in sorted(config.sampling.items()))
+    print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}"
+          + (f" (sampling: {knobs})" if knobs else ""), file=sys.stderr)
   else:
     print(json.dumps(inference.evaluate(config, family, mesh, state), sort_keys=True))
   return 0

@@ -132,17 +132,23 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
                                 f"{workdir}/t.npz", "--config.sampling.nonexistent=1"),
                          "unknown config key 'sampling.nonexistent'", "valid keys under 'sampling'")
   result = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
-                  "--seed", "3")
+                  "--seed", "3", "--config.sampling.truncation=0.5")
   assert result.returncode == 0, result.stderr
+  assert "(sampling: truncation=0.5)" in result.stderr.splitlines()[-1], result.stderr
   images = np.load(f"{workdir}/s.npz")["images"]
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
   # Seed determinism and PNG grids: in process, tests/test_train.py.
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", str(tmp_path / "empty"))
   assert_one_line_error(jaxgen("evaluate", "--workdir", workdir), "jaxgen train-features")
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
-  result = jaxgen("evaluate", "--workdir", workdir, "--config.evaluation.num_samples=150")
+  result = jaxgen("evaluate", "--workdir", workdir, "--config.evaluation.num_samples=150",
+                  "--config.sampling.truncation=0.7")
   assert result.returncode == 0, result.stderr
   metrics = json.loads(result.stdout)
+  # The sampler's knobs of this call, recorded with both kinds of metric; not saved.
+  assert metrics["eval/provenance/sampling/truncation"] == 0.7
+  assert metrics["eval/sample_metrics/sampling/truncation"] == 0.7
+  assert checkpoint.read_config(workdir).sampling.truncation == 0.0
   assert metrics["step"] == 2 and metrics["eval/num_examples"] == 2000
   assert metrics["eval/split"] == "fashion_mnist_small/test"
   assert metrics["eval/provenance/generator"] == "ema"
