@@ -12,7 +12,8 @@ from jaxgen.errors import UserError
 from jaxgen.families import protocol
 
 # Imported on first use: a family module may import this package's helpers without a cycle.
-_FAMILIES = {"autoregressive": "jaxgen.families.autoregressive", "gan": "jaxgen.families.gan",
+_FAMILIES = {"autoregressive": "jaxgen.families.autoregressive",
+             "diffusion": "jaxgen.families.diffusion", "gan": "jaxgen.families.gan",
              "vae": "jaxgen.families.vae"}
 
 

@@ -32,6 +32,9 @@ GOLDEN_PARAM_COUNTS = {
     "pixelcnn": (dict(channels=1), 479_744),
     "gated_pixelcnn": (dict(channels=1), 1_104_320),
     "row_lstm": (dict(channels=1), 729_344),
+    # Residual blocks: down 1,594,368, middle 722,944, up 3,668,288; 6 attention blocks of
+    # 66,304; down/upsampling convs 184,512 + 295,168; noise MLP 82,432; in/out 640 + 705.
+    "unet": (dict(image_size=28, channels=1), 6_946_881),
 }
 DCGAN_64_PARAM_COUNTS = {"dcgan_generator": 3_576_707, "dcgan_discriminator": 2_765_633}
 # Models with a num_classes field: their example inputs must carry labels when it is > 0.
@@ -56,7 +59,8 @@ def test_dcgan_64_param_count(name):
 
 def test_conditional_models_are_found():
   assert set(_CONDITIONAL) == {"dcgan_generator", "dcgan_discriminator", "resnet_generator",
-                               "resnet_discriminator", "pixelcnn", "gated_pixelcnn", "row_lstm"}
+                               "resnet_discriminator", "pixelcnn", "gated_pixelcnn", "row_lstm",
+                               "unet"}
 
 
 @pytest.mark.parametrize("name", _CONDITIONAL)
@@ -102,5 +106,5 @@ def test_registering_a_name_twice_is_an_error():
 def test_unknown_model_names_the_known_ones():
   with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator, "
                      "gated_pixelcnn, hvae, pixelcnn, resnet_discriminator, resnet_generator, "
-                     "row_lstm, vqvae"):
+                     "row_lstm, unet, vqvae"):
     models.get("dcgan")

@@ -1,0 +1,266 @@
+"""Diffusion models in one continuous noise-level formulation (Karras et al. 2022, "EDM").
+
+Data x₀ in [-1, 1] (data.normalize='symmetric') is noised as x = x₀ + σ·ε. A VP model
+(DDPM) is the same model seen through z = x/√(1 + σ²), ᾱ = 1/(1 + σ²), so one denoiser
+D(x; σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x; c_noise(σ)) serves both, and every sampler in
+`diffusion_samplers` runs on either. config.diffusion (`default_options`) picks:
+
+  schedule   where training draws σ: 'edm' (ln σ ~ N(p_mean, p_std²)), 'vp_linear' and
+             'vp_cosine' (DDPM's β schedules in continuous time, t ~ U(0, 1));
+  target     what the network F predicts: 'F' (EDM's preconditioned target, σ_data), 'eps'
+             (ε), 'x0' (x₀) or 'v' (α·ε − s·x₀, Salimans & Ho);
+  weighting  λ(σ) on ‖D − x₀‖²: 'uniform' (the target's own unweighted MSE), 'edm'
+             ((σ² + σ_d²)/(σ·σ_d)²) or 'min_snr' (min(SNR, γ), Hang et al. 2023);
+  label_dropout  the share of training labels replaced by the null class, so one network
+             is both conditional and unconditional (classifier-free guidance).
+Sampling (config.sampling, `sampling_options`): the sampler, steps, guidance scale w
+(D = D_uncond + w·(D_cond − D_uncond): 0 unconditional, 1 conditional), η, churn, σ range.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxgen import conditioning, families, models, sharding, train_state
+from jaxgen.errors import UserError
+from jaxgen.families import diffusion_samplers as samplers
+from jaxgen.train_state import TrainState, sampling_params
+
+CAPABILITIES = frozenset()
+SCHEDULES = ("edm", "vp_linear", "vp_cosine")
+TARGETS = ("F", "eps", "x0", "v")
+WEIGHTINGS = ("uniform", "edm", "min_snr")
+# σ levels of the evaluation's per-level denoising error: fine detail, mid, coarse.
+EVAL_SIGMAS = (0.05, 0.5, 5.0)
+
+
+def default_options() -> ml_collections.ConfigDict:
+  """config.diffusion: the training objective."""
+  return ml_collections.ConfigDict(dict(
+      schedule="edm", target="F", weighting="edm",
+      sigma_data=0.5,          # EDM's σ_d: the data's standard deviation in [-1, 1].
+      p_mean=-1.2, p_std=1.2,  # EDM's log-normal training σ.
+      beta_min=0.1, beta_max=20.0,  # VP linear: β(t) = β_min + t·(β_max − β_min).
+      min_snr_gamma=5.0,
+      sigma_min=0.002, sigma_max=80.0,  # Training σ is clipped into this range.
+      label_dropout=0.1,       # Classifier-free guidance: p(label -> null) in training.
+  ))
+
+
+def sampling_options() -> ml_collections.ConfigDict:
+  """config.sampling: how `sample` draws (overridable at `jaxgen sample` / `evaluate`)."""
+  return ml_collections.ConfigDict(dict(
+      sampler="heun", steps=18,  # EDM's CIFAR-10 setting: 35 NFE.
+      guidance=1.0,            # 0 unconditional, 1 conditional, > 1 guided (conditional models).
+      eta=0.0,                 # DDIM's η: 0 deterministic, 1 ancestral.
+      churn=0.0,               # Heun's S_churn: noise added back per step; 0 = deterministic.
+      sigma_min=0.002, sigma_max=80.0, rho=7.0,  # The Karras σ schedule.
+      preview_steps=0,         # Steps of the training-time sample grids; 0 = `steps`.
+  ))
+
+
+def options(config) -> ml_collections.ConfigDict:
+  opts = default_options()
+  opts.update(config.get("diffusion", {}))
+  return opts
+
+
+def _check(config, opts) -> None:
+  for name, value, allowed in (("schedule", opts.schedule, SCHEDULES),
+                               ("target", opts.target, TARGETS),
+                               ("weighting", opts.weighting, WEIGHTINGS)):
+    if value not in allowed:
+      raise UserError(f"diffusion.{name}={value!r}: expected one of {', '.join(allowed)}")
+  if not 0.0 <= opts.label_dropout < 1.0:
+    raise UserError(f"diffusion.label_dropout={opts.label_dropout}: expected a share in [0, 1)")
+  if config.data.normalize != "symmetric":
+    raise UserError(f"data.normalize={config.data.normalize!r}: the diffusion family models "
+                    "images in [-1, 1]; set data.normalize='symmetric'")
+
+
+def build_model(config):
+  kwargs = dict(config.model)
+  name = kwargs.pop("name")
+  if name != "unet":
+    raise UserError(f"model.name={name!r}: the diffusion family takes unet")
+  _check(config, options(config))
+  return models.get(name)(**kwargs)
+
+
+image_shape = families.model_image_shape
+
+
+def init_state(config, rng, image_shape) -> TrainState:
+  model = build_model(config)
+  params_rng, run_rng = jax.random.split(rng)
+  labels = jnp.zeros((1,), jnp.int32) if conditioning.num_classes(config) else None
+  params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32),
+                      jnp.zeros((1,), jnp.float32), labels)["params"]
+  return train_state.create_state(config, params, run_rng)
+
+
+# --- The noise levels --------------------------------------------------------------------
+
+def _vp_sigma(opts, t):
+  """σ(t) = √(1/ᾱ(t) − 1) of the VP schedules, t in [0, 1]."""
+  if opts.schedule == "vp_linear":
+    log_alpha_bar = -(opts.beta_min * t + 0.5 * (opts.beta_max - opts.beta_min) * t ** 2)
+    return jnp.sqrt(jnp.expm1(-log_alpha_bar))
+  s = 0.008  # Nichol & Dhariwal's offset: ᾱ(t) = cos²((t + s)/(1 + s)·π/2) / ᾱ(0).
+  f = lambda u: jnp.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+  return jnp.sqrt(f(0.0) / f(t) - 1.0)
+
+
+def training_sigmas(opts, rng, num: int):
+  """σ [num] of a training batch, as config.diffusion.schedule draws them."""
+  if opts.schedule == "edm":
+    sigma = jnp.exp(opts.p_mean + opts.p_std * jax.random.normal(rng, (num,)))
+  else:
+    sigma = _vp_sigma(opts, jax.random.uniform(rng, (num,)))
+  return jnp.clip(sigma, opts.sigma_min, opts.sigma_max)
+
+
+def preconditioning(opts, sigma):
+  """(c_skip, c_out, c_in, c_noise) for σ [...]: D = c_skip·x + c_out·F(c_in·x; c_noise)."""
+  sd = opts.sigma_data
+  if opts.target == "F":
+    c_skip = sd ** 2 / (sigma ** 2 + sd ** 2)
+    c_out = sigma * sd / jnp.sqrt(sigma ** 2 + sd ** 2)
+    c_in = 1.0 / jnp.sqrt(sigma ** 2 + sd ** 2)
+  else:
+    c_in = 1.0 / jnp.sqrt(sigma ** 2 + 1.0)  # The VP input z = x·√ᾱ.
+    if opts.target == "eps":  # x₀ = x − σ·ε.
+      c_skip, c_out = jnp.ones_like(sigma), -sigma
+    elif opts.target == "x0":
+      c_skip, c_out = jnp.zeros_like(sigma), jnp.ones_like(sigma)
+    else:  # v = α·ε − s·x₀ with α = 1/√(1+σ²), s = σ/√(1+σ²): x₀ = x/(1+σ²) − s·v.
+      c_skip, c_out = 1.0 / (sigma ** 2 + 1.0), -sigma / jnp.sqrt(sigma ** 2 + 1.0)
+  return c_skip, c_out, c_in, jnp.log(sigma) / 4.0
+
+
+def loss_weight(opts, sigma):
+  """λ(σ) on ‖D − x₀‖²."""
+  if opts.weighting == "edm":
+    return (sigma ** 2 + opts.sigma_data ** 2) / (sigma * opts.sigma_data) ** 2
+  if opts.weighting == "min_snr":
+    return jnp.minimum(1.0 / sigma ** 2, opts.min_snr_gamma)
+  return 1.0 / preconditioning(opts, sigma)[1] ** 2  # The target's own MSE.
+
+
+def denoise(config, params, x, sigma, labels=None, rng=None, train: bool = False):
+  """D(x; σ): the estimate of x₀ [b, H, W, C] from x [b, H, W, C] at σ [b] (float32)."""
+  c_skip, c_out, c_in, c_noise = preconditioning(options(config), sigma)
+  per_image = lambda c: c[:, None, None, None]
+  rngs = {"dropout": rng} if train else None
+  out = build_model(config).apply({"params": params}, per_image(c_in) * x, c_noise, labels,
+                                  train=train, rngs=rngs)
+  return per_image(c_skip) * x + per_image(c_out) * out.astype(jnp.float32)
+
+
+def per_example_loss(config, params, image, rng, labels=None, train: bool = False):
+  """λ(σ)·‖D(x₀ + σε; σ) − x₀‖² averaged over pixels, per example [b], σ drawn in training."""
+  opts = options(config)
+  sigma_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
+  x0 = image.astype(jnp.float32)
+  sigma = training_sigmas(opts, sigma_rng, x0.shape[0])
+  noisy = x0 + sigma[:, None, None, None] * jax.random.normal(noise_rng, x0.shape)
+  estimate = denoise(config, params, noisy, sigma, labels, drop_rng, train)
+  error = jnp.mean((estimate - x0) ** 2, axis=(1, 2, 3))
+  return loss_weight(opts, sigma) * error
+
+
+def _training_labels(config, batch, rng):
+  """The batch's labels with label_dropout of them set to the null class; None if
+  unconditional."""
+  labels = conditioning.batch_labels(config, batch)
+  if labels is None:
+    return None
+  drop = jax.random.bernoulli(rng, options(config).label_dropout, labels.shape)
+  return jnp.where(drop, conditioning.num_classes(config), labels)
+
+
+def train_step(config, state: TrainState, batch):
+  image = batch["image"]
+  loss_rng, label_rng = jax.random.split(state.step_rng())
+  labels = _training_labels(config, batch, label_rng)
+
+  def loss_fn(params):
+    return jnp.mean(per_example_loss(config, params, image, loss_rng, labels, train=True))
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  state, update = train_state.apply_gradients(config, state, grads)
+  return state, {"train/loss": loss, **{f"train/{k}": v for k, v in update.items()}}
+
+
+def eval_metrics(config, state: TrainState, batch, rng):
+  """The training loss (its σ distribution) and the plain denoising MSE at fixed σ levels
+  on held-out images, with the EMA weights; conditional models see the true labels."""
+  params = sampling_params(state)
+  labels = conditioning.batch_labels(config, batch)
+  x0 = batch["image"].astype(jnp.float32)
+  metrics = {"loss": per_example_loss(config, params, x0, rng, labels)}
+  for i, level in enumerate(EVAL_SIGMAS):
+    sigma = jnp.full((x0.shape[0],), level, jnp.float32)
+    estimate = denoise(config, params, x0 + level * jax.random.normal(
+        jax.random.fold_in(rng, i), x0.shape), sigma, labels)
+    metrics[f"denoise_mse_sigma_{level:g}"] = jnp.mean((estimate - x0) ** 2, axis=(1, 2, 3))
+  return metrics
+
+
+def provenance(config) -> dict:
+  opts = options(config)
+  sampling = config.sampling
+  return {"schedule": opts.schedule, "target": opts.target, "weighting": opts.weighting,
+          "sigma_data": opts.sigma_data, "label_dropout": opts.label_dropout,
+          "loss": "λ(σ)·mean squared error of D(x₀ + σε; σ) against x₀, σ as in training",
+          "denoise_mse": f"plain MSE of D at σ = {', '.join(f'{s:g}' for s in EVAL_SIGMAS)}",
+          "nfe": samplers.num_evaluations(sampling.get("sampler", "heun"),
+                                          sampling.get("steps", 18)),
+          "parameters": train_state.parameters_provenance(config)}
+
+
+def preview_overrides(config) -> dict:
+  """Training-time sample grids with sampling.preview_steps steps when set."""
+  steps = config.sampling.get("preview_steps", 0)
+  return {"sampling.steps": steps} if steps else {}
+
+
+def _sampling_options(config):
+  opts = sampling_options()
+  opts.update(config.sampling)
+  samplers.check(opts)
+  if opts.guidance != 1.0 and not conditioning.num_classes(config):
+    raise UserError(f"sampling.guidance={opts.guidance}: guidance needs a class-conditional "
+                    "model (model.num_classes > 0); set sampling.guidance=1")
+  return opts
+
+
+def guided_denoiser(config, params, labels, guidance: float):
+  """(x, σ) -> D at the scalar σ: conditional on `labels` [b] (or null-class labels for an
+  unconditional draw of a conditional model), guided with scale w when w ≠ 1: the
+  conditional and unconditional predictions in one batched pass."""
+  def denoise_at(x, sigma):
+    sigmas = jnp.full((x.shape[0],), sigma, jnp.float32)
+    if labels is None or guidance == 1.0:
+      return denoise(config, params, x, sigmas, labels)
+    null = jnp.full_like(labels, conditioning.num_classes(config))
+    both = denoise(config, params, jnp.concatenate([x, x]), jnp.concatenate([sigmas, sigmas]),
+                   jnp.concatenate([labels, null]))
+    cond, uncond = jnp.split(both, 2)
+    return uncond + guidance * (cond - uncond)
+  return denoise_at
+
+
+def sample(config, state: TrainState, rng, num: int, cond=None):
+  """Images [num, H, W, C] in [-1, 1] from config.sampling's sampler; conditional models
+  follow cond['label'] [num], or cycle through the classes."""
+  opts = _sampling_options(config)
+  labels = conditioning.labels(config, cond, num)
+  if labels is not None:
+    labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
+  noise_rng, sampler_rng = jax.random.split(rng)
+  noise = sharding.constrain_batch(jax.random.normal(noise_rng, (num, *image_shape(config))))
+  denoiser = guided_denoiser(config, sampling_params(state), labels, opts.guidance)
+  return jnp.clip(samplers.sample(opts, denoiser, noise, sampler_rng), -1.0, 1.0)

@@ -1,0 +1,168 @@
+"""The diffusion family: schedules in closed form, targets that give x₀ back, samplers against
+the analytic optimal denoiser, classifier-free guidance, training, one-line errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxgen import config as config_lib
+from jaxgen.errors import UserError
+from jaxgen.families import diffusion, diffusion_samplers as samplers
+
+SMALL = "experiments/edm_fashion_mnist.py:small"
+
+
+def _opts(**values):
+  opts = diffusion.default_options()
+  opts.update(values)
+  return opts
+
+
+def test_vp_schedules_match_their_alpha_bar_in_closed_form():
+  t = jnp.linspace(0.01, 0.99, 9)
+  linear = _opts(schedule="vp_linear")
+  alpha_bar = np.exp(-(0.1 * t + 0.5 * 19.9 * t ** 2))  # exp(−∫₀ᵗ β), β from 0.1 to 20.
+  np.testing.assert_allclose(1.0 / (1.0 + diffusion._vp_sigma(linear, t) ** 2), alpha_bar,
+                             rtol=1e-5)
+  cosine = _opts(schedule="vp_cosine")
+  f = lambda u: np.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+  np.testing.assert_allclose(1.0 / (1.0 + diffusion._vp_sigma(cosine, t) ** 2), f(t) / f(0.0),
+                             rtol=1e-5)
+
+
+def test_edm_training_sigmas_are_log_normal():
+  sigma = diffusion.training_sigmas(_opts(), jax.random.PRNGKey(0), 20_000)
+  log_sigma = np.log(np.asarray(sigma))
+  assert abs(log_sigma.mean() + 1.2) < 0.03 and abs(log_sigma.std() - 1.2) < 0.03
+
+
+@pytest.mark.parametrize("target", diffusion.TARGETS)
+def test_each_target_gives_x0_back_from_a_perfect_prediction(target):
+  opts = _opts(target=target)
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  x0 = jax.random.uniform(keys[0], (4, 3, 3, 1), minval=-1, maxval=1)
+  eps = jax.random.normal(keys[1], x0.shape)
+  sigma = jnp.array([0.01, 0.3, 2.0, 50.0])
+  s = sigma[:, None, None, None]
+  x = x0 + s * eps
+  alpha, sd = 1.0 / jnp.sqrt(1.0 + s ** 2), opts.sigma_data
+  c_skip, c_out, _, _ = (c[:, None, None, None] for c in diffusion.preconditioning(opts, sigma))
+  perfect = {"eps": eps, "x0": x0, "v": alpha * eps - s * alpha * x0,
+             "F": (x0 - sd ** 2 / (s ** 2 + sd ** 2) * x) / (s * sd / jnp.sqrt(s ** 2 + sd ** 2))
+             }[target]
+  np.testing.assert_allclose(c_skip * x + c_out * perfect, x0, atol=2e-4)
+  # 'uniform' weighting is the target's own MSE: λ·‖D − x₀‖² = ‖F − target‖².
+  np.testing.assert_allclose(diffusion.loss_weight(_opts(target=target, weighting="uniform"),
+                                                   sigma) * c_out[:, 0, 0, 0] ** 2, 1.0,
+                             rtol=1e-5)
+
+
+_DATA = jnp.array([[-0.8, 0.5], [0.6, -0.2], [0.1, 0.9]]).reshape(3, 1, 2, 1)
+
+
+def _optimal_denoiser(x, sigma):
+  """E[x₀ | x] for x₀ uniform over _DATA: softmax(−‖x − yᵢ‖²/2σ²)-weighted images."""
+  d2 = jnp.sum((x[:, None] - _DATA[None]) ** 2, axis=(2, 3, 4))
+  w = jax.nn.softmax(-d2 / (2.0 * sigma ** 2), axis=1)
+  return jnp.einsum("bn,nhwc->bhwc", w, _DATA)
+
+
+def _distance_to_data(x):
+  return jnp.sqrt(jnp.min(jnp.sum((x[:, None] - _DATA[None]) ** 2, axis=(2, 3, 4)), axis=1))
+
+
+@pytest.mark.parametrize("sampler", samplers.SAMPLERS)
+def test_samplers_converge_to_the_data_under_the_optimal_denoiser(sampler):
+  noise = jax.random.normal(jax.random.PRNGKey(2), (64, 1, 2, 1))
+  errors = []
+  for steps in (4, 32):
+    opts = ml_collections.ConfigDict({**diffusion.sampling_options(), "sampler": sampler,
+                                      "steps": steps, "sigma_max": 20.0})
+    run = jax.jit(lambda n, r: samplers.sample(opts, _optimal_denoiser, n, r))
+    errors.append(float(jnp.median(_distance_to_data(run(noise, jax.random.PRNGKey(3))))))
+  assert errors[1] < 0.02 and errors[1] <= errors[0] + 1e-6, errors
+
+
+def test_ddim_with_eta_zero_is_deterministic_and_eta_adds_noise():
+  noise = jax.random.normal(jax.random.PRNGKey(4), (8, 1, 2, 1))
+  opts = ml_collections.ConfigDict({**diffusion.sampling_options(), "sampler": "ddim",
+                                    "steps": 6})
+  run = lambda o, seed: samplers.sample(o, _optimal_denoiser, noise, jax.random.PRNGKey(seed))
+  np.testing.assert_array_equal(run(opts, 0), run(opts, 1))
+  opts.eta = 1.0
+  assert not np.allclose(run(opts, 0), run(opts, 1))
+  assert samplers.num_evaluations("heun", 18) == 35 and samplers.num_evaluations("ddim", 18) == 18
+
+
+@pytest.fixture(scope="module")
+def small():
+  config = config_lib.load(SMALL, {})
+  state = diffusion.init_state(config, jax.random.PRNGKey(0), diffusion.image_shape(config))
+  # A trained-looking network: scaled-up weights make conditional and unconditional differ.
+  state = state.replace(params=jax.tree.map(lambda p: p + 0.05, state.params))
+  return config, state
+
+
+def test_guidance_zero_is_unconditional_and_one_conditional(small):
+  config, state = small
+  x = jax.random.normal(jax.random.PRNGKey(5), (3, 28, 28, 1))
+  labels = jnp.array([0, 3, 7])
+  null = jnp.full((3,), 10)
+  at = lambda w: jax.jit(diffusion.guided_denoiser(config, state.params, labels, w))(x, 1.5)
+  sigma = jnp.full((3,), 1.5)
+  denoise = jax.jit(lambda y: diffusion.denoise(config, state.params, x, sigma, y))
+  uncond, cond = denoise(null), denoise(labels)
+  np.testing.assert_allclose(at(0.0), uncond, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(at(1.0), cond, rtol=1e-4, atol=1e-5)
+  assert not np.allclose(cond, uncond, atol=1e-4)
+  np.testing.assert_allclose(at(3.0), uncond + 3.0 * (cond - uncond), rtol=1e-3, atol=1e-4)
+
+
+def test_sampling_is_deterministic_per_seed_and_in_range(small):
+  config, state = small
+  draw = jax.jit(lambda rng: diffusion.sample(config, state, rng, 4))
+  a, b = draw(jax.random.PRNGKey(6)), draw(jax.random.PRNGKey(6))
+  assert a.shape == (4, 28, 28, 1) and float(jnp.max(jnp.abs(a))) <= 1.0
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, draw(jax.random.PRNGKey(7)))
+
+
+def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class(small):
+  config, _ = small
+  with config.unlocked():
+    config.optim.warmup_steps = 0
+    config.optim.learning_rate = 2e-3
+  state = diffusion.init_state(config, jax.random.PRNGKey(0), diffusion.image_shape(config))
+  # Two images (a bright square on dark, and its negative), four copies each: a batch a
+  # small network can learn to denoise in a few dozen steps.
+  square = -jnp.ones((28, 28, 1)).at[7:21, 7:21].set(1.0)
+  images = jnp.stack([square, -square] * 4)
+  batch = {"image": images, "label": jnp.arange(8) % 2}
+  step = jax.jit(lambda s, b: diffusion.train_step(config, s, b))
+  fixed = jax.jit(lambda p: jnp.mean(diffusion.per_example_loss(
+      config, p, images, jax.random.PRNGKey(9), batch["label"])))
+  before = float(fixed(state.params))
+  for _ in range(80):  # The zero-initialised output layers make the first steps slow.
+    state, metrics = step(state, batch)
+  assert np.isfinite(float(metrics["train/loss"])) and float(fixed(state.params)) < 0.6 * before
+  dropped = diffusion._training_labels(config, {"label": jnp.zeros(10_000, jnp.int32)},
+                                       jax.random.PRNGKey(10))
+  assert abs(float(jnp.mean(dropped == 10)) - config.diffusion.label_dropout) < 0.02
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"sampling.sampler": "plms"}, "sampling.sampler='plms'"),
+    ({"sampling.steps": "0"}, "sampling.steps=0"),
+    ({"model.num_classes": "0", "sampling.guidance": "2.0"},
+     "guidance needs a class-conditional"),
+    ({"diffusion.target": "score"}, "diffusion.target='score'"),
+])
+def test_bad_configs_are_one_line_errors(overrides, message):
+  config = config_lib.load(SMALL, overrides)
+  with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    state = diffusion.init_state(config, jax.random.PRNGKey(0), diffusion.image_shape(config))
+    diffusion.sample(config, state, jax.random.PRNGKey(0), 2)
