@@ -7,8 +7,10 @@ Later conditions (an image to upscale, an attribute vector) are further keys, so
 reads the ones it knows and the call sites stay the same.
 """
 
+import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import sharding
 from jaxgen.errors import UserError
 
 
@@ -43,6 +45,13 @@ def labels(config, cond: dict | None, num: int):
   if cond is not None and cond.get("label") is not None:
     return cond["label"]
   return class_labels(config, num)
+
+
+def sampling_labels(config, cond: dict | None, num: int):
+  """`labels` as int32 [num] pinned to the batch sharding, as a family's sampler reads them
+  (None if unconditional)."""
+  found = labels(config, cond, num)
+  return None if found is None else sharding.constrain_batch(jnp.asarray(found, jnp.int32))
 
 
 def batch_labels(config, batch: dict):

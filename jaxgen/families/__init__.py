@@ -59,9 +59,17 @@ def model_image_shape(config) -> tuple[int, int, int]:
   return (config.model.image_size, config.model.image_size, config.model.channels)
 
 
+def sampling(config):
+  """config.sampling over the family's `sampling_options()`: every knob, at its default where
+  the config (a run saved before the knob existed, a hand-written experiment) lacks it."""
+  opts = get(config.family).sampling_options()
+  opts.update(config.sampling)
+  return opts
+
+
 def with_sampling_defaults(config):
-  """`config` with every config.sampling knob of its family present: a run saved before a
-  knob existed samples with that knob's default."""
+  """`config` with every config.sampling knob of its family present, so what a run samples
+  with is also what its config and provenance say."""
   defaults = get(config.family).sampling_options()
   missing = [key for key in defaults if key not in config.sampling]
   if missing:

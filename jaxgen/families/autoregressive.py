@@ -146,10 +146,8 @@ def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
   """
   model = build_model(config)
   height, width, channels = image_shape(config)
-  temperature = config.sampling.get("temperature", 1.0)
-  labels = conditioning.labels(config, cond, num)
-  if labels is not None:
-    labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
+  temperature = families.sampling(config).temperature
+  labels = conditioning.sampling_labels(config, cond, num)
   variables = {"params": sampling_params(state)}
   categorical = config.model.likelihood == "categorical"
   per_pixel = channels if categorical else 1  # Draws per pixel.

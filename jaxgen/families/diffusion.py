@@ -210,26 +210,23 @@ def eval_metrics(config, state: TrainState, batch, rng):
 
 
 def provenance(config) -> dict:
-  opts = options(config)
-  sampling = config.sampling
+  opts, sampling = options(config), _sampling_options(config)
   return {"schedule": opts.schedule, "target": opts.target, "weighting": opts.weighting,
           "sigma_data": opts.sigma_data, "label_dropout": opts.label_dropout,
           "loss": "λ(σ)·mean squared error of D(x₀ + σε; σ) against x₀, σ as in training",
           "denoise_mse": f"plain MSE of D at σ = {', '.join(f'{s:g}' for s in EVAL_SIGMAS)}",
-          "nfe": samplers.num_evaluations(sampling.get("sampler", "heun"),
-                                          sampling.get("steps", 18)),
+          "nfe": samplers.num_evaluations(sampling.sampler, sampling.steps),
           "parameters": train_state.parameters_provenance(config)}
 
 
 def preview_overrides(config) -> dict:
   """Training-time sample grids with sampling.preview_steps steps when set."""
-  steps = config.sampling.get("preview_steps", 0)
+  steps = families.sampling(config).preview_steps
   return {"sampling.steps": steps} if steps else {}
 
 
 def _sampling_options(config):
-  opts = sampling_options()
-  opts.update(config.sampling)
+  opts = families.sampling(config)
   samplers.check(opts)
   if opts.guidance != 1.0 and not conditioning.num_classes(config):
     raise UserError(f"sampling.guidance={opts.guidance}: guidance needs a class-conditional "
@@ -257,9 +254,7 @@ def sample(config, state: TrainState, rng, num: int, cond=None):
   """Images [num, H, W, C] in [-1, 1] from config.sampling's sampler; conditional models
   follow cond['label'] [num], or cycle through the classes."""
   opts = _sampling_options(config)
-  labels = conditioning.labels(config, cond, num)
-  if labels is not None:
-    labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
+  labels = conditioning.sampling_labels(config, cond, num)
   noise_rng, sampler_rng = jax.random.split(rng)
   noise = sharding.constrain_batch(jax.random.normal(noise_rng, (num, *image_shape(config))))
   denoiser = guided_denoiser(config, sampling_params(state), labels, opts.guidance)

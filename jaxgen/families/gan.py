@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import conditioning, models, sharding, train_state
+from jaxgen import conditioning, families, models, sharding, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import diffaugment, gan_losses
 from jaxgen.train_state import TrainState
@@ -99,7 +99,7 @@ def _latents(rng, num, latent_dim, truncation: float = 0.0):
 
 def _sampling_latents(config, rng, num):
   """Latents to sample with: config.sampling's truncation (training never truncates)."""
-  return _latents(rng, num, latent_dim(config), config.sampling.get("truncation", 0.0))
+  return _latents(rng, num, latent_dim(config), families.sampling(config).truncation)
 
 
 def _fake_labels(config, rng, num):
@@ -238,9 +238,7 @@ def sample(config, state: TrainState, rng, num: int, cond=None):
   """`num` images [num, H, W, C] in [-1, 1]; conditional models follow cond['label'] [num],
   or cycle through the classes."""
   z = _sampling_latents(config, rng, num)
-  labels = conditioning.labels(config, cond, num)
-  if labels is not None:
-    labels = sharding.constrain_batch(jnp.asarray(labels, jnp.int32))
+  labels = conditioning.sampling_labels(config, cond, num)
   return generate_from(config, state, z, labels)
 
 
