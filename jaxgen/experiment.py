@@ -26,6 +26,7 @@ import ml_collections
 
 from jaxgen import config as config_lib, families, optim
 from jaxgen.families import autoregressive as autoregressive_family
+from jaxgen.families import diffusion as diffusion_family
 from jaxgen.families import gan as gan_family
 from jaxgen.families import vae as vae_family
 
@@ -115,6 +116,30 @@ def autoregressive(variant: str | None, variants: tuple[str, ...], *, model: Ove
                    sample_every=5000, checkpoint_every=5000,
                    model=dict(image_size=32, channels=3)))
   return _build(config, variant, variants, settings, recipes, small_model, per_variant)
+
+
+def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
+              small_model: Overrides | None = None, per_variant: PerVariant | None = None,
+              **settings) -> ml_collections.ConfigDict:
+  """A diffusion experiment: images in [-1, 1], batch 128, 20k steps, Adam 5e-4 after 500
+  warm-up steps, gradient clipping 1, EMA 0.999, config.diffusion at its defaults (EDM's).
+
+  `model` holds the U-Net's shape; `:demo` previews with 10-step samplers, `:small` is a
+  two-level 8-wide U-Net without attention sampled in 2 steps.
+  """
+  config = _family_base("diffusion", diffusion_family.sampling_options(), model)
+  config.data.update(name="fashion_mnist", normalize="symmetric")
+  config.update(batch_size=128, total_steps=20_000, log_every=100, sample_every=2000,
+                checkpoint_every=1000, eval_every=5000, ema_decay=0.999, num_samples=100)
+  config.diffusion = diffusion_family.default_options()
+  config.optim = optim.default_config(learning_rate=5e-4)
+  config.optim.update(warmup_steps=500, grad_clip=1.0)
+  recipes = dict(
+      demo=dict(total_steps=2000, sample_every=500, eval_every=2000,
+                sampling=dict(preview_steps=10)),
+      small=dict(num_samples=4, sampling=dict(steps=2)))
+  small = dict(features=8, blocks=1, multipliers=(1, 2), attention=(), **(small_model or {}))
+  return _build(config, variant, variants, settings, recipes, small, per_variant)
 
 
 def build(family: str, variant: str | None, variants: tuple[str, ...], *, model: Overrides,

@@ -28,7 +28,9 @@ def _free_port():
 
 def _two_processes(*args):
   port = _free_port()
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  # Level 0 as in the Makefile: these tiny programs compile a third faster.
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+         "--xla_backend_optimization_level=0"}
   procs = [subprocess.Popen(
       [sys.executable, "-m", "jaxgen", *args, "--distributed",
        f"--coordinator=127.0.0.1:{port}", "--num-processes=2", f"--process-id={i}"],

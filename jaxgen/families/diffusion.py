@@ -25,6 +25,7 @@ import ml_collections
 
 from jaxgen import conditioning, families, models, sharding, train_state
 from jaxgen.errors import UserError
+from jaxgen.families import diffusion_bound
 from jaxgen.families import diffusion_samplers as samplers
 from jaxgen.train_state import TrainState, sampling_params
 
@@ -195,12 +196,18 @@ def train_step(config, state: TrainState, batch):
 
 
 def eval_metrics(config, state: TrainState, batch, rng):
-  """The training loss (its σ distribution) and the plain denoising MSE at fixed σ levels
-  on held-out images, with the EMA weights; conditional models see the true labels."""
+  """The training loss (its σ distribution), the plain denoising MSE at fixed σ levels and
+  the variational bound in bits/dim (`diffusion_bound`) on held-out images, with the EMA
+  weights; conditional models see the true labels."""
   params = sampling_params(state)
   labels = conditioning.batch_labels(config, batch)
   x0 = batch["image"].astype(jnp.float32)
-  metrics = {"loss": per_example_loss(config, params, x0, rng, labels)}
+  loss_rng, bound_rng, rng = jax.random.split(rng, 3)
+  metrics = {"loss": per_example_loss(config, params, x0, loss_rng, labels)}
+  sampling = _sampling_options(config)
+  metrics.update(diffusion_bound.bound_terms(
+      config, lambda x, sigma: denoise(config, params, x, sigma, labels), x0, bound_rng,
+      sampling.sigma_min, sampling.sigma_max))
   for i, level in enumerate(EVAL_SIGMAS):
     sigma = jnp.full((x0.shape[0],), level, jnp.float32)
     estimate = denoise(config, params, x0 + level * jax.random.normal(
@@ -215,6 +222,7 @@ def provenance(config) -> dict:
           "sigma_data": opts.sigma_data, "label_dropout": opts.label_dropout,
           "loss": "λ(σ)·mean squared error of D(x₀ + σε; σ) against x₀, σ as in training",
           "denoise_mse": f"plain MSE of D at σ = {', '.join(f'{s:g}' for s in EVAL_SIGMAS)}",
+          "bound": diffusion_bound.DESCRIPTION,
           "nfe": samplers.num_evaluations(sampling.sampler, sampling.steps),
           "parameters": train_state.parameters_provenance(config)}
 

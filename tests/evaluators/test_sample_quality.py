@@ -17,7 +17,7 @@ GAN = "experiments/dcgan_fashion_mnist.py:small"
 def setup(tmp_path_factory):
   """(features root, data_dir, features_fn): a classifier trained briefly on the bundled data."""
   root, data_dir = tmp_path_factory.mktemp("features"), tmp_path_factory.mktemp("tfds")
-  features.main_train_features("fashion_mnist_small", steps=150, batch_size=128, seed=0,
+  features.main_train_features("fashion_mnist_small", steps=100, batch_size=64, seed=0,
                                data_dir=str(data_dir), root=str(root))
   features_fn, _ = features.load("fashion_mnist_small", str(root))
   return str(root), str(data_dir), features_fn

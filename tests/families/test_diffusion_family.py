@@ -1,6 +1,7 @@
 """The diffusion family: schedules in closed form, targets that give x₀ back, samplers against
 the analytic optimal denoiser, classifier-free guidance, training, one-line errors."""
 
+import functools
 import math
 
 import jax
@@ -9,9 +10,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib
+from jaxgen import config as config_lib, families, inference, sharding, train
 from jaxgen.errors import UserError
-from jaxgen.families import diffusion, diffusion_samplers as samplers
+from jaxgen.families import diffusion, diffusion_bound, diffusion_samplers as samplers
 
 SMALL = "experiments/edm_fashion_mnist.py:small"
 
@@ -98,10 +99,45 @@ def test_ddim_with_eta_zero_is_deterministic_and_eta_adds_noise():
   assert samplers.num_evaluations("heun", 18) == 35 and samplers.num_evaluations("ddim", 18) == 18
 
 
+def test_the_bound_under_the_optimal_denoiser_is_the_entropy_of_the_data():
+  # Three 2×2 8-bit images, equally likely: −log p(x) = ln 3 nats each. Under the exact
+  # posterior mean the continuous-time bound is tight apart from its end points, which are
+  # negligible at σ_min ≪ the 8-bit spacing (2/255) and σ_max ≫ the data.
+  data = ml_collections.ConfigDict(dict(normalize="symmetric", dequantize=False))
+  grid = jnp.array([[10, 200, 90, 40], [250, 5, 128, 77], [60, 60, 180, 220]]) / 127.5 - 1.0
+  images = grid.reshape(3, 2, 2, 1)
+
+  def optimal(x, sigma):
+    d2 = jnp.sum((x[:, None] - images[None]) ** 2, axis=(2, 3, 4))
+    w = jax.nn.softmax(-d2 / (2.0 * sigma[:, None] ** 2), axis=1)
+    return jnp.einsum("bn,nhwc->bhwc", w, images)
+
+  x0 = jnp.tile(images, (20_000, 1, 1, 1))
+  terms = jax.jit(lambda r: diffusion_bound.bound_terms(
+      ml_collections.ConfigDict({"data": data}), optimal, x0, r, 5e-4, 80.0))(
+          jax.random.PRNGKey(0))
+  per_image = np.asarray(terms["bound_bits_per_dim"]) * 4 * math.log(2.0)
+  nats, error = per_image.mean(), per_image.std() / math.sqrt(per_image.size)
+  # Within 4 standard errors (about ±0.1 nats here: the noise draws dominate the variance).
+  assert error < 0.05 and abs(nats - math.log(3.0)) < 4 * error, (nats, error)
+  assert float(jnp.mean(terms["bound_reconstruction_bits_per_dim"])) < 1e-3
+  # A denoiser that knows nothing (D = 0) pays ∫‖x₀‖²/σ² d ln σ: far more.
+  blind = diffusion_bound.bound_terms(ml_collections.ConfigDict({"data": data}),
+                                      lambda x, s: jnp.zeros_like(x), x0,
+                                      jax.random.PRNGKey(1), 5e-4, 80.0)
+  assert float(jnp.mean(blind["bound_bits_per_dim"])) > 100 * nats
+
+
+def _init(config):
+  # Jitted: a U-Net's eager init is slow (16 s against 6 s at the :small size).
+  return jax.jit(lambda rng: diffusion.init_state(config, rng, diffusion.image_shape(config)))(
+      jax.random.PRNGKey(0))
+
+
 @pytest.fixture(scope="module")
 def small():
   config = config_lib.load(SMALL, {})
-  state = diffusion.init_state(config, jax.random.PRNGKey(0), diffusion.image_shape(config))
+  state = _init(config)
   # A trained-looking network: scaled-up weights make conditional and unconditional differ.
   state = state.replace(params=jax.tree.map(lambda p: p + 0.05, state.params))
   return config, state
@@ -136,7 +172,7 @@ def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class(small):
   with config.unlocked():
     config.optim.warmup_steps = 0
     config.optim.learning_rate = 2e-3
-  state = diffusion.init_state(config, jax.random.PRNGKey(0), diffusion.image_shape(config))
+  state = _init(config)
   # Two images (a bright square on dark, and its negative), four copies each: a batch a
   # small network can learn to denoise in a few dozen steps.
   square = -jnp.ones((28, 28, 1)).at[7:21, 7:21].set(1.0)
@@ -145,13 +181,70 @@ def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class(small):
   step = jax.jit(lambda s, b: diffusion.train_step(config, s, b))
   fixed = jax.jit(lambda p: jnp.mean(diffusion.per_example_loss(
       config, p, images, jax.random.PRNGKey(9), batch["label"])))
-  before = float(fixed(state.params))
+  sampling = diffusion.sampling_options()
+  bound = jax.jit(lambda p: jnp.mean(diffusion_bound.bound_terms(
+      config, lambda x, s: diffusion.denoise(config, p, x, s, batch["label"]), images,
+      jax.random.PRNGKey(11), sampling.sigma_min, sampling.sigma_max)["bound_bits_per_dim"]))
+  before, bound_before = float(fixed(state.params)), float(bound(state.params))
   for _ in range(80):  # The zero-initialised output layers make the first steps slow.
     state, metrics = step(state, batch)
   assert np.isfinite(float(metrics["train/loss"])) and float(fixed(state.params)) < 0.6 * before
+  # An untrained denoiser is the identity plus noise-level scaling: a bound of a few bits/dim
+  # (uniform over the 256 values is 8); fitting the batch lowers it.
+  assert 1.0 < bound_before < 20.0 and float(bound(state.params)) < 0.9 * bound_before, (
+      bound_before, float(bound(state.params)))
   dropped = diffusion._training_labels(config, {"label": jnp.zeros(10_000, jnp.int32)},
                                        jax.random.PRNGKey(10))
   assert abs(float(jnp.mean(dropped == 10)) - config.diffusion.label_dropout) < 0.02
+
+
+@pytest.mark.parametrize("experiment,run", [("ddpm_fashion_mnist", True),
+                                            ("edm_cifar10", False)])
+def test_one_step_and_an_evaluation_per_experiment_config(experiment, run):
+  """The experiments the other tests do not train (edm_fashion_mnist is trained above): one
+  step, then eval metrics with a bound in a sane range. CIFAR-10's 32×32 RGB U-Net takes
+  the code paths edm_fashion_mnist does, so it is traced (shapes, config), not compiled."""
+  config = config_lib.load(f"experiments/{experiment}.py:small", {})
+  shape = diffusion.image_shape(config)
+  pixels = jax.random.randint(jax.random.PRNGKey(1), (4, *shape), 0, 256)
+  batch = {"image": pixels / 127.5 - 1.0, "label": jnp.arange(4) % 10}
+
+  def step_and_evaluate(batch):
+    state = diffusion.init_state(config, jax.random.PRNGKey(0), shape)
+    state, metrics = diffusion.train_step(config, state, batch)
+    return state.step, metrics, diffusion.eval_metrics(config, state, batch,
+                                                       jax.random.PRNGKey(2))
+  run_or_trace = jax.jit(step_and_evaluate) if run else functools.partial(
+      jax.eval_shape, step_and_evaluate)
+  step, metrics, evaluated = run_or_trace(batch)
+  assert all(v.shape == (4,) for v in evaluated.values()), evaluated
+  assert "bound_bits_per_dim" in evaluated and metrics["train/loss"].shape == ()
+  if run:
+    assert int(step) == 1 and np.isfinite(float(metrics["train/loss"]))
+    assert 1.0 < float(jnp.mean(evaluated["bound_bits_per_dim"])) < 30.0, evaluated
+
+
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+def test_one_and_four_devices_train_and_sample_alike():
+  """The loop's sharded state, step and sampler (train.create_state_fns, compile_train_step,
+  inference.sample_uint8) on 1 and 4 devices: the same loss and, seed for seed, the same
+  guided samples of a class."""
+  results = []
+  for devices in (1, 4):
+    config = config_lib.load(SMALL, {"mesh.data": str(devices), "sampling.guidance": "2.0"})
+    family, mesh = families.get("diffusion"), sharding.create_mesh(config.mesh)
+    _, init, shardings = train.create_state_fns(config, family, mesh)
+    pixels = jax.random.randint(jax.random.PRNGKey(1), (8, 28, 28, 1), 0, 256)
+    batch = jax.device_put({"image": pixels / 127.5 - 1.0, "label": jnp.arange(8) % 10},
+                           sharding.batch_sharding(mesh))
+    with jax.set_mesh(mesh):
+      state, metrics = train.compile_train_step(config, family, mesh, shardings)(init(), batch)
+    samples = inference.sample_uint8(config, family, mesh, state, num=4, seed=3, label=5)
+    results.append((float(metrics["train/loss"]), samples))
+  (one, one_samples), (four, four_samples) = results
+  np.testing.assert_allclose(one, four, rtol=2e-4)
+  assert one_samples.shape == (4, 28, 28, 1)
+  np.testing.assert_allclose(one_samples.astype(int), four_samples.astype(int), atol=1)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -164,5 +257,6 @@ def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class(small):
 def test_bad_configs_are_one_line_errors(overrides, message):
   config = config_lib.load(SMALL, overrides)
   with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-    state = diffusion.init_state(config, jax.random.PRNGKey(0), diffusion.image_shape(config))
-    diffusion.sample(config, state, jax.random.PRNGKey(0), 2)
+    # Traced, not run: the checks fire while the sampler is built.
+    jax.eval_shape(lambda rng: diffusion.sample(config, diffusion.init_state(
+        config, rng, diffusion.image_shape(config)), rng, 2), jax.random.PRNGKey(0))
