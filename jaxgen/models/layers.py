@@ -32,10 +32,27 @@ def _conv(u, kernel, strides, padding):
                                   dimension_numbers=_DIMENSION_NUMBERS)
 
 
+# Stride-1 weight gradients are summed over micro-batches of about this many input positions:
+# on XLA:CPU the weight gradient of one 3×3 convolution over a whole batch of 28×28 maps runs
+# 5–10x slower than the same sum over 16-image slices (batch 128, 32->32 channels: 847 ms
+# against 103 ms; 14×14 maps are 2x slower whole, 7×7 not at all), while the forward pass
+# scales linearly; the slices add no FLOPs. Strided ones are not sliced: the DCGAN step ran
+# 30% slower so (207 against 159 ms, benchmarks/throughput.py).
+_KERNEL_GRAD_POSITIONS = 16 * 28 * 28
+
+
 def _conv_kernel_grad(u, dy, kernel_like, strides, padding):
   """The gradient of <dy, conv(u, kernel)> with respect to the kernel."""
   spec = jax.ShapeDtypeStruct(kernel_like.shape, kernel_like.dtype)
-  (dkernel,) = jax.linear_transpose(lambda k: _conv(u, k, strides, padding), spec)(dy)
+  chunk = u.shape[0]
+  if tuple(strides) == (1, 1):
+    chunk = max(1, _KERNEL_GRAD_POSITIONS // (u.shape[1] * u.shape[2]))
+  dkernel = None
+  for start in range(0, u.shape[0], chunk):
+    (part,) = jax.linear_transpose(
+        lambda k, s=start: _conv(u[s:s + chunk], k, strides, padding), spec)(
+            dy[start:start + chunk])
+    dkernel = part if dkernel is None else dkernel + part
   return dkernel
 
 

@@ -154,3 +154,20 @@ def test_module_computes_in_its_dtype_with_float32_params():
   y = layer.apply(variables, jnp.ones((1, 3, 3, 2)))
   assert y.shape == (1, 6, 6, 4) and y.dtype == jnp.bfloat16
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+
+
+def test_stride_one_weight_gradient_in_micro_batches_equals_lax():
+  # 28×28 maps are sliced 16 images at a time: 20 images make a full slice and a remainder.
+  key_u, key_k, key_dy = jax.random.split(jax.random.PRNGKey(3), 3)
+  u = jax.random.normal(key_u, (20, 28, 28, 3))
+  kernel = jax.random.normal(key_k, (3, 3, 3, 2))
+  pads = ((1, 1), (1, 1))
+  cotangent = jax.random.normal(key_dy, (20, 28, 28, 2))
+
+  def grads(fn):
+    loss = lambda u, k: jnp.sum(fn(u, k, (1, 1), pads) * cotangent)
+    return jax.jit(jax.grad(loss, (0, 1)))(u, kernel)
+
+  with jax.default_matmul_precision("highest"):
+    for got, want in zip(grads(layers.conv), grads(_lax_conv)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
