@@ -20,11 +20,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import throughput  # noqa: E402
 import torch_dcgan  # noqa: E402
+import torch_unet  # noqa: E402
 import torch_vae  # noqa: E402
 
-from jaxgen import config as config_lib  # noqa: E402
+from jaxgen import config as config_lib, models  # noqa: E402
 
 DCGAN, VAE = "experiments/dcgan_fashion_mnist.py", "experiments/vae_binarized_fashion_mnist.py"
+EDM = "experiments/edm_fashion_mnist.py"
 
 
 def _dcgan_overrides(size, channels, batch):
@@ -41,7 +43,24 @@ CASES = {
                        lambda n, w: torch_dcgan.images_per_second(64, n, w, 64, 3, threads=2)),
     "conv_vae28_b128": (VAE, {"batch_size": "128"},
                         lambda n, w: torch_vae.images_per_second(128, n, w, 28, 1, threads=2)),
+    # The EDM step at the experiment's widths (features 32) and at its :cpu widths (16).
+    "edm_unet28_f32_b64": (EDM, {"batch_size": "64"}, lambda n, w: torch_unet.images_per_second(
+        64, n, w, threads=2, features=32)),
+    "edm_unet28_f16_b64": (EDM, {"batch_size": "64", "model.features": "16"},
+                           lambda n, w: torch_unet.images_per_second(64, n, w, threads=2,
+                                                                     features=16)),
 }
+
+
+def _same_parameter_count(config, torch_record) -> None:
+  """Refuses a U-Net comparison whose two networks differ in size (a drifted peer)."""
+  if "parameters" not in torch_record:
+    return
+  kwargs = dict(config.model)
+  ours = models.param_count(kwargs.pop("name"), **kwargs)
+  if ours != torch_record["parameters"]:
+    sys.exit(f"peer drift: jaxgen's network has {ours:,} parameters, PyTorch's "
+             f"{torch_record['parameters']:,}")
 
 
 def main(argv=None):
@@ -57,7 +76,9 @@ def main(argv=None):
     jax_rates, torch_rates = [], []
     for _ in range(args.rounds):
       jax_rates.append(throughput.measure(config, args.steps, args.warmup)["images_per_s"])
-      torch_rates.append(torch_fn(args.steps, args.warmup)["images_per_s"])
+      torch_record = torch_fn(args.steps, args.warmup)
+      _same_parameter_count(config, torch_record)
+      torch_rates.append(torch_record["images_per_s"])
     jax_rate, torch_rate = statistics.median(jax_rates), statistics.median(torch_rates)
     print(json.dumps({"case": name, "jaxgen_images_per_s": jax_rate,
                       "torch_images_per_s": torch_rate,
