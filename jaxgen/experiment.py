@@ -138,7 +138,7 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
       demo=dict(total_steps=2000, sample_every=500, eval_every=2000,
                 sampling=dict(preview_steps=10)),
       small=dict(num_samples=4, sampling=dict(steps=2)))
-  small = dict(features=8, blocks=1, multipliers=(1, 2), attention=(), **(small_model or {}))
+  small = {**dict(features=8, blocks=1, multipliers=(1, 2), attention=()), **(small_model or {})}
   return _build(config, variant, variants, settings, recipes, small, per_variant)
 
 

@@ -12,7 +12,8 @@ x_σmin (VDM's): a probability mass on the 8-bit data, so no dequantisation or J
 needed and the result is a true bound in bits/dim, comparable with the autoregressive and VAE
 families' (lower is better). The diffusion integral is one Monte Carlo draw of ln σ ~ U(ln
 σ_min, ln σ_max) per image, spread evenly over each batch (VDM's low-discrepancy sampler);
-its mean over a test split of thousands of images is precise, a single image's is not. σ_min and σ_max are config.sampling's, the range the samplers use.
+its mean over a test split of thousands of images is precise, a single image's is not.
+σ_min and σ_max are config.sampling's, the range the samplers use.
 
 The bound is only as tight as the denoiser is good at every σ: a model trained with EDM's
 log-normal σ rarely sees σ ≪ 0.01, where snapping onto the 8-bit grid is learned, and pays for
@@ -29,24 +30,26 @@ from jaxgen.models import likelihoods
 
 DESCRIPTION = ("VDM continuous-time variational bound (Kingma et al. 2021) in bits/dim on the "
                "8-bit images: discretised Gaussian decoder at sampling.sigma_min, diffusion "
-               "term over ln σ up to sampling.sigma_max (one draw of ln σ ~ U per image, spread evenly over each batch), "
-               "Gaussian prior N(0, sigma_max²); EMA weights; conditional models see the "
-               "true labels (at most log2(classes)/dims bits/dim below the unconditional)")
+               "term over ln σ up to sampling.sigma_max (one draw of ln σ ~ U per image, "
+               "spread evenly over each batch), Gaussian prior N(0, sigma_max²); EMA weights; "
+               "conditional models see the true labels (at most log2(classes)/dims bits/dim "
+               "below the unconditional)")
 
 
-def pixel_grid(data) -> tuple[jax.Array, float, float]:
-  """(the 256 values [256] a sub-pixel can take in the model's range, scale, offset)."""
+def pixel_grid(data) -> tuple[jax.Array, float]:
+  """(the 256 values [256] a sub-pixel can take in the model's range, their spacing's
+  reciprocal): value k = (k + centre) / scale + offset."""
   scale, offset = images.scale_offset(data.normalize, data.dequantize)
   # Dequantised evaluation images sit at the centres of their bins (input_pipeline).
   centre = 0.5 if data.dequantize else 0.0
-  return (jnp.arange(256, dtype=jnp.float32) + centre) / scale + offset, scale, offset
+  return (jnp.arange(256, dtype=jnp.float32) + centre) / scale + offset, scale
 
 
 def reconstruction_nats(data, x0, noisy, sigma_min: float) -> jax.Array:
   """−log p(x₀ | x_σmin) [b] summed over sub-pixels: each sub-pixel a softmax over the 256
   grid values of the Gaussian log-likelihood of its noisy value."""
-  grid, scale, offset = pixel_grid(data)
-  index = jnp.round((x0 - offset) * scale - (0.5 if data.dequantize else 0.0)).astype(jnp.int32)
+  grid, scale = pixel_grid(data)
+  index = jnp.round((x0 - grid[0]) * scale).astype(jnp.int32)
   logits = -0.5 * ((noisy[..., None] - grid) / sigma_min) ** 2
   log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), index[..., None], axis=-1)
   return -jnp.sum(log_p, axis=tuple(range(1, log_p.ndim)))
