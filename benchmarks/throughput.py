@@ -1,11 +1,14 @@
 """Step throughput of an experiment's jitted train step, as one JSON object.
 
   python benchmarks/throughput.py --config experiments/dcgan_fashion_mnist.py [--steps 30]
+      [--config.model.dtype=bfloat16] [--config.optim.accumulate_steps=4]
+      [--config.model.remat=True]   # the U-Net's (model.generator.remat for residual GANs)
 
 Measures the step alone on an in-memory batch (the input pipeline is measured separately),
 sharded over all local devices exactly as `jaxgen train` shards it. Reports compile seconds,
-median step ms, images/s (global and per device), XLA's FLOPs per step (cost_analysis) and
-MFU when the device's peak is known or given with --peak-tflops.
+median step ms, images/s (global and per device), XLA's FLOPs per step (cost_analysis), MFU
+when the device's peak is known or given with --peak-tflops (at model.dtype's peak), and
+the step's device memory from XLA's memory_analysis.
 """
 
 import argparse
@@ -36,6 +39,21 @@ def _flops(compiled) -> float | None:
   return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
+def _memory(compiled) -> dict:
+  """The compiled step's device memory per device, MiB: arguments (the state and batch),
+  outputs, XLA's temporaries (activations kept for the backward pass among them), and the
+  peak, their sum less the outputs aliased onto donated arguments."""
+  mem = compiled.memory_analysis()
+  if mem is None:  # Not every backend reports it.
+    return {}
+  mib = lambda b: round(b / 2 ** 20, 2)
+  peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+          - mem.alias_size_in_bytes)
+  return {"memory_arguments_mib": mib(mem.argument_size_in_bytes),
+          "memory_outputs_mib": mib(mem.output_size_in_bytes),
+          "memory_temp_mib": mib(mem.temp_size_in_bytes), "memory_peak_mib": mib(peak)}
+
+
 def _peak(device, dtype: str, override: float | None) -> float | None:
   if override:
     return override
@@ -58,8 +76,8 @@ def synthetic_batch(config, family, mesh):
                                   sharding.batch_sharding(mesh))}
 
 
-def measure(config, steps: int, warmup: int, peak_tflops: float | None = None,
-            dtype: str = "float32") -> dict:
+def measure(config, steps: int, warmup: int, peak_tflops: float | None = None) -> dict:
+  dtype = config.model.get("dtype", "float32")
   family = families.get(config.family)
   mesh = sharding.create_mesh(config.mesh)
   abstract, init, shardings = train.create_state_fns(config, family, mesh)
@@ -83,6 +101,7 @@ def measure(config, steps: int, warmup: int, peak_tflops: float | None = None,
   n = jax.device_count()
   result = {
       "experiment": config.family, "batch_size": config.batch_size, "devices": n,
+      "dtype": dtype, "accumulate_steps": config.optim.get("accumulate_steps", 1),
       "device_kind": jax.devices()[0].device_kind, "compile_s": round(compile_s, 3),
       "median_step_ms": round(1e3 * step_s, 3),
       "p10_step_ms": round(1e3 * float(np.percentile(times, 10)), 3),
@@ -95,6 +114,7 @@ def measure(config, steps: int, warmup: int, peak_tflops: float | None = None,
   }
   result["mfu"] = (round(result["tflops_per_s_per_device"] / peak, 4)
                    if peak and result["tflops_per_s_per_device"] else None)
+  result.update(_memory(compiled))
   return result
 
 

@@ -127,7 +127,8 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   `model` holds the U-Net's shape; `:demo` previews with 10-step samplers, `:small` is a
   two-level 8-wide U-Net without attention sampled in 2 steps.
   """
-  config = _family_base("diffusion", diffusion_family.sampling_options(), model)
+  config = _family_base("diffusion", diffusion_family.sampling_options(),
+                        {"remat": False, **model})
   config.data.update(name="fashion_mnist", normalize="symmetric")
   config.update(batch_size=128, total_steps=20_000, log_every=100, sample_every=2000,
                 checkpoint_every=1000, eval_every=5000, ema_decay=0.999, num_samples=100)
@@ -167,7 +168,8 @@ def _family_base(family, sampling, model):
   config = config_lib.base_config()
   config.family = family
   config.sampling = sampling
-  config.model = ml_collections.ConfigDict(model)
+  # model.dtype: 'float32' or 'bfloat16' computation, for every model (see jaxgen.models).
+  config.model = ml_collections.ConfigDict({"dtype": "float32", **model})
   return config
 
 
@@ -183,6 +185,9 @@ def _build(config, variant, variants, settings, recipes, small_model, per_varian
     if name not in recipes and name not in per_variant:
       raise ValueError(f"variant {name!r} has no family recipe ({', '.join(recipes)}): give "
                        "it a per_variant entry")
+  if "optim" in config and "accumulate_steps" not in config.optim:
+    # One knob for every network of the family (the GAN's two): see jaxgen/accumulate.py.
+    config.optim.accumulate_steps = 1
   _override(config, settings)
   if variant is None:
     return config

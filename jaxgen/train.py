@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from absl import logging
 from flax import traverse_util
 
-from jaxgen import checkpoint, conditioning, config as config_lib, evaluators, families, images
-from jaxgen import reporting, sharding
+from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
+from jaxgen import families, images, reporting, sharding
 from jaxgen.data import datasets, input_pipeline
 from jaxgen.errors import UserError
 
@@ -233,6 +233,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   if config.batch_size % mesh.shape[sharding.DATA]:
     raise UserError(f"batch_size={config.batch_size} is not divisible by the "
                     f"{mesh.shape[sharding.DATA]} devices of the data axis")
+  accumulate.check(config, config.batch_size, mesh.shape[sharding.DATA])
   train_source = load_data(config, family, config.data.train_split)
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
   new_arrays = check_init_from(config, workdir)

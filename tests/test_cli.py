@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxgen import checkpoint, config as config_lib, train
+from jaxgen import main as jaxgen_main
 from tests.helpers import final_params, read_metrics, small_config
 
 VAE = "experiments/vae_fashion_mnist.py:small"
@@ -25,10 +26,26 @@ NATIVE_LOG = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\]|absl::Initial
 
 
 def jaxgen(*args, data_dir=None, timeout=300, env=None):
+  """`python -m jaxgen ARGS` in a fresh process: what only a process shows (native library
+  logs at start-up, exit by signal) is tested through this."""
   extra = [f"--config.data.data_dir={data_dir}"] if data_dir and args[0] == "train" else []
   return subprocess.run([sys.executable, "-m", "jaxgen", *args, *extra], capture_output=True,
                         text=True, timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)),
                         env=env)
+
+
+@pytest.fixture
+def cli(capsys):
+  """`jaxgen ARGS` in this process, through the entry point's `main` (exit code, stdout and
+  stderr as a subprocess gives them): several seconds of start-up cheaper per call, and
+  compiled functions shared between calls."""
+  def run(*args):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+      jaxgen_main.main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
+  return run
 
 
 def user_env(**extra):
@@ -59,51 +76,53 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
 
 
-def test_typo_in_config_key(tmp_path):
+def test_typo_in_config_key(tmp_path, cli):
   workdir = tmp_path / "run"
-  result = jaxgen("train", "--config", VAE, "--workdir", str(workdir), "--config.total_step=3")
+  result = cli("train", "--config", VAE, "--workdir", str(workdir), "--config.total_step=3")
   assert_one_line_error(result, "unknown config key 'total_step'", "total_steps")
   assert not workdir.exists()
 
 
-def test_missing_config_file(tmp_path):
-  result = jaxgen("train", "--config", "experiments/nope.py", "--workdir", str(tmp_path / "r"))
+def test_missing_config_file(tmp_path, cli):
+  result = cli("train", "--config", "experiments/nope.py", "--workdir", str(tmp_path / "r"))
   assert_one_line_error(result, "experiments/nope.py", "does not exist")
 
 
-def test_missing_dataset_writes_nothing(tmp_path, data_dir):
+def test_missing_dataset_writes_nothing(tmp_path, data_dir, cli):
   workdir = tmp_path / "run"
-  result = jaxgen("train", "--config", VAE, "--workdir", str(workdir),
-                  "--config.data.name=no_such_dataset_xyz", data_dir=data_dir)
+  result = cli("train", "--config", VAE, "--workdir", str(workdir),
+               "--config.data.name=no_such_dataset_xyz", f"--config.data.data_dir={data_dir}")
   assert_one_line_error(result, "no_such_dataset_xyz")
   assert not workdir.exists()
 
 
-def test_unwritable_workdir(data_dir):
-  result = jaxgen("train", "--config", VAE, "--workdir", "/etc/hostname/run", data_dir=data_dir)
+def test_unwritable_workdir(data_dir, cli):
+  result = cli("train", "--config", VAE, "--workdir", "/etc/hostname/run",
+               f"--config.data.data_dir={data_dir}")
   assert_one_line_error(result, "/etc/hostname/run", "not writable")
 
 
-def test_sample_and_evaluate_need_a_run(tmp_path):
+def test_sample_and_evaluate_need_a_run(tmp_path, cli):
+  # In a fresh process with a user's environment: not one line of library log before it.
   assert_only_error_line(jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
                                 str(tmp_path / "s.npz"), env=user_env()), "no jaxgen run")
-  assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path)), "no jaxgen run")
-  assert_one_line_error(jaxgen("evaluate", "--workdir", str(tmp_path), "--config.total_steps=3"),
+  assert_one_line_error(cli("evaluate", "--workdir", str(tmp_path)), "no jaxgen run")
+  assert_one_line_error(cli("evaluate", "--workdir", str(tmp_path), "--config.total_steps=3"),
                         "--config.sampling.*, --config.evaluation.* and --config.eval_batch_size "
                         "only", "total_steps")
 
 
-def test_sample_takes_sampling_overrides_only(tmp_path):
-  result = jaxgen("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
+def test_sample_takes_sampling_overrides_only(tmp_path, cli):
+  result = cli("sample", "--workdir", str(tmp_path), "--num", "4", "--out",
                   str(tmp_path / "s.npz"), "--config.model.x=1")
   assert_only_error_line(result, "`jaxgen sample` takes --config.sampling.* only", "model.x")
-  assert_only_error_line(jaxgen("train-features", "--config.sampling.t=1"),
+  assert_only_error_line(cli("train-features", "--config.sampling.t=1"),
                          "`jaxgen train`, `sample` and `evaluate` only")
 
 
-def test_bad_arguments_are_one_line_too():
-  assert_only_error_line(jaxgen("trian"), "invalid choice: 'trian'", "jaxgen -h")
-  assert_only_error_line(jaxgen("sample", "--num", "3"), "--workdir", "jaxgen sample -h")
+def test_bad_arguments_are_one_line_too(cli):
+  assert_only_error_line(cli("trian"), "invalid choice: 'trian'", "jaxgen -h")
+  assert_only_error_line(cli("sample", "--num", "3"), "--workdir", "jaxgen sample -h")
 
 
 def test_verbose_brings_the_library_logs_back(tmp_path):
@@ -116,33 +135,34 @@ def test_verbose_brings_the_library_logs_back(tmp_path):
     assert "INFO:absl:" in result.stderr, result.stderr  # TFDS says where it looked.
 
 
-def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
+def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch, cli):
   features_dir = str(tmp_path / "features")
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
   workdir = str(tmp_path / "gan")
-  trained = jaxgen("train-features", "--dataset", "fashion_mnist_small", "--steps", "60",
-                   "--data-dir", data_dir)
+  trained = cli("train-features", "--dataset", "fashion_mnist_small", "--steps", "60",
+                "--data-dir", data_dir)
   assert trained.returncode == 0, trained.stderr
   assert json.loads(trained.stdout.strip().splitlines()[-1])["test_accuracy"] > 0.3
+  # A fresh process, as a user's shell starts it: no native library log on stderr.
   trained = jaxgen("train", "--config", GAN, "--workdir", workdir, data_dir=data_dir,
                    env=user_env())
   assert trained.returncode == 0, trained.stderr
   assert not NATIVE_LOG.search(trained.stderr), trained.stderr
-  assert_only_error_line(jaxgen("sample", "--workdir", workdir, "--num", "2", "--out",
-                                f"{workdir}/t.npz", "--config.sampling.nonexistent=1"),
+  assert_only_error_line(cli("sample", "--workdir", workdir, "--num", "2", "--out",
+                             f"{workdir}/t.npz", "--config.sampling.nonexistent=1"),
                          "unknown config key 'sampling.nonexistent'", "valid keys under 'sampling'")
-  result = jaxgen("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
-                  "--seed", "3", "--config.sampling.truncation=0.5")
+  result = cli("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
+               "--seed", "3", "--config.sampling.truncation=0.5")
   assert result.returncode == 0, result.stderr
   assert "(sampling: truncation=0.5)" in result.stderr.splitlines()[-1], result.stderr
   images = np.load(f"{workdir}/s.npz")["images"]
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
   # Seed determinism and PNG grids: in process, tests/test_train.py.
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", str(tmp_path / "empty"))
-  assert_one_line_error(jaxgen("evaluate", "--workdir", workdir), "jaxgen train-features")
+  assert_one_line_error(cli("evaluate", "--workdir", workdir), "jaxgen train-features")
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
-  result = jaxgen("evaluate", "--workdir", workdir, "--config.evaluation.num_samples=150",
-                  "--config.sampling.truncation=0.7")
+  result = cli("evaluate", "--workdir", workdir, "--config.evaluation.num_samples=150",
+               "--config.sampling.truncation=0.7")
   assert result.returncode == 0, result.stderr
   metrics = json.loads(result.stdout)
   # The sampler's knobs of this call, recorded with both kinds of metric; not saved.
@@ -162,7 +182,7 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch):
   assert len(metrics["eval/sample_metrics/feature_network_sha256"]) == 64
 
 
-def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):
+def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir, cli):
   steps = ["--config.total_steps=40", "--config.checkpoint_every=0", "--config.log_every=1",
            "--config.sample_every=0", f"--config.data.data_dir={data_dir}"]
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
@@ -184,20 +204,20 @@ def test_sigterm_checkpoints_and_rerun_resumes_exactly(tmp_path, data_dir):
   stopped_at = read_metrics(killed)[-1]["step"]
   assert proc.returncode == 128 + signal.SIGTERM, stderr
   assert stopped_at < 40 and os.listdir(f"{killed}/checkpoints")
-  assert jaxgen("train", "--config", VAE, "--workdir", killed, *steps).returncode == 0
+  assert cli("train", "--config", VAE, "--workdir", killed, *steps).returncode == 0
   import jax
   jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(killed))
 
 
-def test_conditional_gan_samples_a_class_and_interpolates(tmp_path, data_dir):
+def test_conditional_gan_samples_a_class_and_interpolates(tmp_path, data_dir, cli):
   workdir = str(tmp_path / "cgan")
   train.train_and_evaluate(small_config("experiments/cdcgan_fashion_mnist.py", data_dir,
                                         total_steps=1), workdir)
-  assert jaxgen("sample", "--workdir", workdir, "--num", "3", "--label", "7", "--out",
-                f"{workdir}/s.npz").returncode == 0
+  assert cli("sample", "--workdir", workdir, "--num", "3", "--label", "7", "--out",
+             f"{workdir}/s.npz").returncode == 0
   assert np.load(f"{workdir}/s.npz")["images"].shape == (3, 28, 28, 1)
-  result = jaxgen("sample", "--workdir", workdir, "--num", "2", "--interpolate", "spherical",
-                  "--steps", "4", "--out", f"{workdir}/strips.png")
+  result = cli("sample", "--workdir", workdir, "--num", "2", "--interpolate", "spherical",
+               "--steps", "4", "--out", f"{workdir}/strips.png")
   assert result.returncode == 0, result.stderr
   from PIL import Image
   # 2 strips x 4 images of 28 px with 2 px padding: 62 x 122.

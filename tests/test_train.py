@@ -81,14 +81,15 @@ def test_one_and_four_devices_evaluate_and_sample_alike(experiment, data_dir, tm
   for devices in (1, 4):
     workdir = str(tmp_path / f"d{devices}")
     train.train_and_evaluate(small_config(experiment, data_dir, total_steps=2,
-                                          **{"mesh.data": devices}), workdir)
+                                          **{"mesh.data": devices,
+                                             "data.eval_split": "test[:512]"}), workdir)
     restored = inference.restore(workdir)
     metrics = inference.evaluate(*restored)
     samples = inference.sample_uint8(*restored, num=5, seed=3)
     np.testing.assert_array_equal(samples, inference.sample_uint8(*restored, num=5, seed=3))
     results.append((metrics, samples))
   (one, one_samples), (four, four_samples) = results
-  assert one["eval/num_examples"] == four["eval/num_examples"] == 2000
+  assert one["eval/num_examples"] == four["eval/num_examples"] == 512
   nll = "eval/nll_nats" if "pixel" in experiment else "eval/nelbo_nats"
   np.testing.assert_allclose(one[nll], four[nll], rtol=1e-5)
   assert one_samples.shape == (5, 28, 28, 1) and one_samples.dtype == np.uint8

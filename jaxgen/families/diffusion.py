@@ -17,13 +17,14 @@ Sampling (config.sampling, `sampling_options`): the sampler, steps, guidance sca
 (D = D_uncond + w·(D_cond − D_uncond): 0 unconditional, 1 conditional), η, churn, σ range.
 """
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import conditioning, families, models, sharding, train_state
+from jaxgen import accumulate, conditioning, families, models, sharding, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import diffusion_bound
 from jaxgen.families import diffusion_samplers as samplers
@@ -82,7 +83,7 @@ def _check(config, opts) -> None:
 
 
 def build_model(config):
-  kwargs = dict(config.model)
+  kwargs = models.config_kwargs(config.model)
   name = kwargs.pop("name")
   if name != "unet":
     raise UserError(f"model.name={name!r}: the diffusion family takes unet")
@@ -182,15 +183,20 @@ def _training_labels(config, batch, rng):
   return jnp.where(drop, conditioning.num_classes(config), labels)
 
 
-def train_step(config, state: TrainState, batch):
-  image = batch["image"]
-  loss_rng, label_rng = jax.random.split(state.step_rng())
+def train_loss(config, state: TrainState, params, batch, rng):
+  """(The batch's mean weighted denoising loss, {}), σ, noise and label dropout from `rng`:
+  the loss `train_step` differentiates."""
+  del state
+  loss_rng, label_rng = jax.random.split(rng)
   labels = _training_labels(config, batch, label_rng)
+  return jnp.mean(per_example_loss(config, params, batch["image"], loss_rng, labels,
+                                   train=True)), {}
 
-  def loss_fn(params):
-    return jnp.mean(per_example_loss(config, params, image, loss_rng, labels, train=True))
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+def train_step(config, state: TrainState, batch):
+  (loss, _), grads = accumulate.value_and_grad(
+      functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
+      batch, state.step_rng())
   state, update = train_state.apply_gradients(config, state, grads)
   return state, {"train/loss": loss, **{f"train/{k}": v for k, v in update.items()}}
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import conditioning, families, models, sharding, train_state
+from jaxgen import accumulate, conditioning, families, models, sharding, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import diffaugment, gan_losses
 from jaxgen.train_state import TrainState
@@ -46,9 +46,12 @@ def sampling_options() -> ml_collections.ConfigDict:
 
 
 def build_models(config):
+  dtype = models.compute_dtype(config.model.get("dtype", "float32"))
+
   def build(cfg):
     kwargs = dict(cfg)
-    return models.get(kwargs.pop("name"))(num_classes=config.model.num_classes, **kwargs)
+    return models.get(kwargs.pop("name"))(num_classes=config.model.num_classes, dtype=dtype,
+                                          **kwargs)
   return build(config.model.generator), build(config.model.discriminator)
 
 
@@ -61,6 +64,11 @@ def _check(config, batch_size: int) -> None:
                     f"size {batch_size}, which is split between the critic updates")
   if opts.r1_every < 1:
     raise UserError(f"gan.r1_every={opts.r1_every}: expected a positive number of steps")
+  k = accumulate.steps(config)
+  if k > 1 and batch_size % (opts.n_critic * k):
+    raise UserError(f"optim.accumulate_steps={k}: each of the gan.n_critic={opts.n_critic} "
+                    f"chunks of the batch of {batch_size} must split into {k} micro-batches; "
+                    f"use a batch_size divisible by {opts.n_critic * k}")
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -156,9 +164,11 @@ def _d_objective(config, discriminator, d_params, d_stats, real, real_labels, fa
 
 
 def train_step(config, state: TrainState, batch):
+  _check(config, batch["image"].shape[0])
+  if accumulate.steps(config) > 1:
+    return _accumulated_train_step(config, state, batch, accumulate.steps(config))
   generator, discriminator = build_models(config)
   opts = config.gan
-  _check(config, batch["image"].shape[0])
   chunks = _critic_chunks(batch, opts.n_critic)
   conditional = bool(config.model.num_classes)
   keys = jax.random.split(state.step_rng(), opts.n_critic)
@@ -217,10 +227,65 @@ def train_step(config, state: TrainState, batch):
   (g_grads,) = g_vjp(fake_grads)
   state = state.replace(model_state={G: new_g_stats, D: d_stats})
   state, update = train_state.apply_gradients(config, state, g_grads, network=G)
-  metrics = {f"train/{k}": v for k, v in metrics.items()}  # The last critic update's.
-  metrics.update({"train/g_loss": g_loss, "train/g_grad_norm": update["grad_norm"],
-                  "train/learning_rate": update["learning_rate"]})
-  return state, metrics
+  return state, _step_metrics(metrics, g_loss, update)
+
+
+def _step_metrics(d_metrics, g_loss, g_update):
+  metrics = {f"train/{k}": v for k, v in d_metrics.items()}  # The last critic update's.
+  metrics.update({"train/g_loss": g_loss, "train/g_grad_norm": g_update["grad_norm"],
+                  "train/learning_rate": g_update["learning_rate"]})
+  return metrics
+
+
+def _accumulated_train_step(config, state: TrainState, batch, k: int):
+  """`train_step` with each critic chunk split into k micro-batches (optim.accumulate_steps):
+  every D update, and the G update after the last, follows the mean gradient of its
+  micro-batches. Each micro-batch generates its own fakes, so G's BatchNorm sees
+  micro-batch statistics, and the last chunk's fakes are generated twice (for D's update and
+  for G's) instead of once under `jax.vjp`: memory for one generator forward more."""
+  generator, discriminator = build_models(config)
+  opts = config.gan
+  chunks = _critic_chunks(batch, opts.n_critic)
+  conditional = bool(config.model.num_classes)
+  step = state.step
+
+  def generate(g_params, g_stats, micro):
+    fake, updates = generator.apply({"params": g_params, "batch_stats": g_stats}, micro["z"],
+                                    micro.get("fake_label"), train=True,
+                                    mutable=["batch_stats"])
+    return fake, updates.get("batch_stats", g_stats)
+
+  def d_loss(state, d_params, micro, rng):
+    fake, _ = generate(state.params[G], state.model_state[G], micro)
+    return _d_objective(config, discriminator, d_params, state.model_state[D], micro["real"],
+                        micro.get("real_label"), jax.lax.stop_gradient(fake),
+                        micro.get("fake_label"), rng, step)
+
+  def g_loss(state, g_params, micro, rng):
+    fake, g_stats = generate(g_params, state.model_state[G], micro)
+    if opts.diffaugment:
+      fake = diffaugment.augment(rng, fake, opts.diffaugment)
+    logits, d_stats = _apply_d(discriminator, state.params[D], state.model_state[D], fake,
+                               micro.get("fake_label"))
+    return gan_losses.generator_loss(opts.loss, logits), (g_stats, d_stats)
+
+  for i, key in enumerate(jax.random.split(state.step_rng(), opts.n_critic)):
+    z_rng, y_rng, d_rng, g_rng = jax.random.split(key, 4)
+    num = chunks["image"].shape[1]
+    inputs = {"real": chunks["image"][i], "z": _latents(z_rng, num, generator.latent_dim)}
+    if conditional:
+      inputs.update(real_label=chunks["label"][i], fake_label=_fake_labels(config, y_rng, num))
+    (loss, (d_stats, metrics)), grads = accumulate.value_and_grad(
+        functools.partial(d_loss, state), k, state.params[D], inputs, d_rng)
+    state, update = train_state.apply_gradients(config, state, grads, network=D,
+                                                model_state=d_stats, advance=False)
+    metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"])
+  # The generator's update on the last chunk's latents, through the updated discriminator.
+  (loss, (g_stats, d_stats)), grads = accumulate.value_and_grad(
+      functools.partial(g_loss, state), k, state.params[G], inputs, g_rng)
+  state = state.replace(model_state={G: g_stats, D: d_stats})
+  state, update = train_state.apply_gradients(config, state, grads, network=G)
+  return state, _step_metrics(metrics, loss, update)
 
 
 def generate_from(config, state: TrainState, z, labels=None):

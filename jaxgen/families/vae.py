@@ -15,11 +15,13 @@ The training objective is config.vae (`default_options`); evaluation always repo
 plain ELBO (β = 1, no free bits) and the IWAE-k bound, whatever was trained.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import families, train_state
+from jaxgen import accumulate, families, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import vae_bounds
 from jaxgen.families.vae_bounds import (build_model, default_options, inputs, kl_weight,
@@ -73,14 +75,19 @@ def objective(config, params, image, rng, beta, model_state=None):
   return loss, (stats, model_state)
 
 
+def train_loss(config, state: TrainState, params, batch, rng):
+  """(loss, (stats, new model state)) of `objective` at the step's KL weight: the loss
+  `train_step` differentiates."""
+  beta = kl_weight(options(config), state.step)
+  return objective(config, params, batch["image"], rng, beta, state.model_state)
+
+
 def train_step(config, state: TrainState, batch):
   image = batch["image"]
   beta = kl_weight(options(config), state.step)
-
-  def loss_fn(params):
-    return objective(config, params, image, state.step_rng(), beta, state.model_state)
-
-  (loss, (stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (stats, model_state)), grads = accumulate.value_and_grad(
+      functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
+      batch, state.step_rng())
   new_state, update = train_state.apply_gradients(config, state, grads, model_state=model_state)
   metrics = {
       "train/loss": loss, "train/nelbo": stats["nelbo"],

@@ -48,7 +48,7 @@ def _check_objective(opts) -> None:
 
 
 def build_model(config):
-  kwargs = dict(config.model)
+  kwargs = models.config_kwargs(config.model)
   name = kwargs.pop("name")
   if not hasattr(models.get(name), "elbo_terms"):
     raise UserError(f"model.name={name!r} is not a VAE: the vae family takes conv_vae, hvae "

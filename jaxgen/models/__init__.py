@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxgen.errors import UserError
 
@@ -26,6 +27,26 @@ class _Entry(NamedTuple):
 
 
 _REGISTRY: dict[str, _Entry] = {}
+
+# model.dtype: the computation dtype. Parameters (and so the optimizer state) stay float32, and
+# each model computes normalisation statistics, likelihood parameters and logits in float32.
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """The jnp dtype of model.dtype `name`."""
+  if name not in _DTYPES:
+    raise UserError(f"model.dtype={name!r}: expected one of {', '.join(_DTYPES)} (the "
+                    "computation dtype; parameters stay float32)")
+  return _DTYPES[name]
+
+
+def config_kwargs(model_config) -> dict[str, Any]:
+  """config.model as keyword arguments of a module, its `dtype` name made a jnp dtype."""
+  kwargs = dict(model_config)
+  if "dtype" in kwargs:
+    kwargs["dtype"] = compute_dtype(kwargs["dtype"])
+  return kwargs
 
 
 def register(name: str, *, example_inputs: ExampleInputs) -> Callable[[type], type]:

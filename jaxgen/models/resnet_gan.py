@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import models
-from jaxgen.models import gan_parts
+from jaxgen.models import gan_parts, remat as remat_lib
 from jaxgen.models.dcgan import stages
 
 
@@ -81,6 +81,7 @@ class Generator(nn.Module):
   latent_dim: int = 128
   num_classes: int = 0
   dtype: Any = jnp.float32
+  remat: bool = False  # Recompute each block's activations in the backward pass (models.remat).
 
   @nn.compact
   def __call__(self, z, labels=None, *, train: bool):
@@ -89,8 +90,9 @@ class Generator(nn.Module):
     z = gan_parts.with_label(z, labels, self.num_classes, self.dtype)
     x = nn.Dense(base * base * self.features, dtype=self.dtype)(z)
     x = x.reshape(z.shape[0], base, base, self.features)
+    make = remat_lib.block_maker(self.remat)
     for _ in range(n):
-      x = _UpBlock(self.features, self.dtype)(x, train)
+      x = make(_UpBlock, self.features, self.dtype, static_argnums=(2,))(x, train)
     x = nn.relu(_batch_norm(train, self.dtype)(x))
     return jnp.tanh(nn.Conv(self.channels, (3, 3), dtype=self.dtype)(x))
 
@@ -108,15 +110,17 @@ class Discriminator(nn.Module):
   spectral_norm: bool = True
   num_classes: int = 0
   dtype: Any = jnp.float32
+  remat: bool = False  # As the generator's.
 
   @nn.compact
   def __call__(self, x, labels=None, *, train: bool):
     gan_parts.check_labels(labels, self.num_classes, "discriminator")
     _, n = stages(self.image_size)
     x = x.astype(self.dtype)
+    make = remat_lib.block_maker(self.remat)
     for stage in range(n + 1):
-      x = _DownBlock(self.features, downsample=stage < n, first=stage == 0,
-                     spectral_norm=self.spectral_norm, dtype=self.dtype)(x, train)
+      x = make(_DownBlock, self.features, downsample=stage < n, first=stage == 0,
+               spectral_norm=self.spectral_norm, dtype=self.dtype, static_argnums=(2,))(x, train)
     h = jnp.sum(nn.relu(x), axis=(1, 2))
     return gan_parts.ProjectionHead(self.num_classes, self.spectral_norm, self.dtype)(
         h, labels, train)

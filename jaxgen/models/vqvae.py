@@ -9,6 +9,7 @@ collection: it is state, not a parameter the optimiser moves.
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,6 +29,7 @@ class VectorQuantizer(nn.Module):
   """
   num_codes: int
   decay: float = 0.99
+  dtype: Any = jnp.float32
   epsilon: float = 1e-5
 
   @nn.compact
@@ -92,6 +94,8 @@ class VQVAE(nn.Module):
 
   Attributes:
     likelihood, num_mixtures: the pixel likelihood, as `vae.ConvVAE`'s; they set P.
+    dtype: the convolutions' computation dtype; parameters, the codebook search and the
+      output stay float32.
   """
   image_size: int
   channels: int
@@ -101,28 +105,31 @@ class VQVAE(nn.Module):
   code_dim: int = 16
   features: int = 32
   decay: float = 0.99
+  dtype: Any = jnp.float32
 
   posterior = "deterministic"
 
   def setup(self):
     vae.check_output("vqvae", self.image_size, self.likelihood, self.num_mixtures)
     out_features = likelihoods.num_params(self.likelihood, self.channels, self.num_mixtures)
-    self.down = [layers.Conv(self.features), layers.Conv(2 * self.features)]
-    self.to_code = nn.Conv(self.code_dim, (1, 1))
+    self.down = [layers.Conv(self.features, dtype=self.dtype),
+                 layers.Conv(2 * self.features, dtype=self.dtype)]
+    self.to_code = nn.Conv(self.code_dim, (1, 1), dtype=self.dtype)
     self.quantizer = VectorQuantizer(self.num_codes, self.decay)
-    self.from_code = nn.Conv(2 * self.features, (3, 3))
-    self.up = [layers.ConvTranspose(self.features), layers.ConvTranspose(out_features)]
+    self.from_code = nn.Conv(2 * self.features, (3, 3), dtype=self.dtype)
+    self.up = [layers.ConvTranspose(self.features, dtype=self.dtype),
+               layers.ConvTranspose(out_features, dtype=self.dtype)]
 
   def encode(self, x, train: bool):
     """(z_q [b, s, s, code_dim] with straight-through gradients, codes [b, s, s], aux)."""
-    h = x
+    h = x.astype(self.dtype)
     for conv in self.down:
       h = nn.relu(conv(h))
-    return self.quantizer(self.to_code(h), train)
+    return self.quantizer(self.to_code(h).astype(jnp.float32), train)
 
   def decode(self, z_q):
-    h = nn.relu(self.from_code(z_q))
-    return self.up[1](nn.relu(self.up[0](h)))
+    h = nn.relu(self.from_code(z_q.astype(self.dtype)))
+    return self.up[1](nn.relu(self.up[0](h))).astype(jnp.float32)
 
   def decode_codes(self, codes):
     """Codes [b, s, s] -> likelihood parameters."""

@@ -9,6 +9,7 @@ from jaxgen.data import datasets
 from jaxgen.evaluators import features
 from jaxgen.evaluators.sample_quality import (SampleQualityEvaluator, compare, image_statistics,
                                              reference_statistics)
+from tests import helpers
 
 GAN = "experiments/dcgan_fashion_mnist.py:small"
 
@@ -63,7 +64,7 @@ def test_one_and_four_devices_give_the_same_scores(setup, monkeypatch):
                                    "evaluation.features_dir": root})
     family = families.get(config.family)
     mesh = sharding.create_mesh(config.mesh)
-    state = family.init_state(config, jax.random.PRNGKey(0), family.image_shape(config))
+    state = helpers.init_state(family, config)
     scores.append(dict(SampleQualityEvaluator(config, family, mesh, source).run(state)))
   for key in ("eval/fid", "eval/kid", "eval/precision", "eval/recall"):
     np.testing.assert_allclose(scores[0][key], scores[1][key], rtol=1e-4, atol=1e-6, err_msg=key)

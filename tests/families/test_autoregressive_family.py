@@ -12,6 +12,7 @@ import pytest
 from jaxgen import config as config_lib
 from jaxgen.errors import UserError
 from jaxgen.families import autoregressive as ar
+from tests import helpers
 
 EXPERIMENTS = ["pixelcnn", "gated_pixelcnn", "pixelcnnpp", "rowlstm"]
 
@@ -29,7 +30,7 @@ def _tiny(name, channels=1, height=5, **model):
 
 
 def _state(config):
-  return ar.init_state(config, jax.random.PRNGKey(0), ar.image_shape(config))
+  return helpers.init_state(ar, config)
 
 
 def _batch(config, n=4):

@@ -8,13 +8,14 @@ import pytest
 from jaxgen import conditioning, config as config_lib, train_state
 from jaxgen.errors import UserError
 from jaxgen.families import gan
+from tests import helpers
 
 SMALL = "experiments/dcgan_fashion_mnist.py:small"
 
 
 def _setup(**overrides):
   config = config_lib.load(SMALL, {k: str(v) for k, v in overrides.items()})
-  state = gan.init_state(config, jax.random.PRNGKey(0), gan.image_shape(config))
+  state = helpers.init_state(gan, config)
   images = jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1), minval=-1.0, maxval=1.0)
   return config, state, {"image": images}
 
@@ -108,7 +109,7 @@ CONFIGS = {
 def test_one_step_per_experiment_config(name):
   config = _shrunk(*CONFIGS[name])
   shape = gan.image_shape(config)
-  state = gan.init_state(config, jax.random.PRNGKey(0), shape)
+  state = helpers.init_state(gan, config)
   batch = {"image": jax.random.uniform(jax.random.PRNGKey(1), (config.batch_size, *shape),
                                        minval=-1.0, maxval=1.0),
            "label": jnp.arange(config.batch_size, dtype=jnp.int32) % 10}
@@ -125,7 +126,7 @@ def test_one_step_per_experiment_config(name):
     assert float(metrics["train/gradient_penalty"]) > 0.0
   if config.gan.r1_gamma:
     assert float(metrics["train/r1_penalty"]) > 0.0
-  samples = gan.sample(config, new, jax.random.PRNGKey(2), 3)
+  samples = jax.jit(lambda s: gan.sample(config, s, jax.random.PRNGKey(2), 3))(new)
   assert samples.shape == (3, *shape)
 
 
@@ -153,7 +154,7 @@ def test_lazy_r1_only_on_every_kth_step():
 
 def test_conditional_sampling_gives_the_requested_labels():
   config = config_lib.load("experiments/cdcgan_fashion_mnist.py:small", {})
-  state = gan.init_state(config, jax.random.PRNGKey(0), gan.image_shape(config))
+  state = helpers.init_state(gan, config)
   np.testing.assert_array_equal(conditioning.class_labels(config, 12), np.arange(12) % 10)
   rng = jax.random.PRNGKey(1)
   sevens = gan.sample(config, state, rng, 4, {"label": jnp.full((4,), 7)})

@@ -15,6 +15,7 @@ import pytest
 from jaxgen import conditioning, config as config_lib, families, train_state
 from jaxgen.families import autoregressive as ar, gan, protocol
 from jaxgen.models import likelihoods
+from tests import helpers
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -120,7 +121,7 @@ def test_autoregressive_temperature_reaches_the_sampler():
   config = config_lib.load("experiments/pixelcnn_fashion_mnist.py:small", {})
   with config.unlocked():
     config.model.image_size = 3
-  state = ar.init_state(config, jax.random.PRNGKey(0), ar.image_shape(config))
+  state = helpers.init_state(ar, config)
   rng = jax.random.PRNGKey(1)
   default, default_lp = ar.sample_with_log_probs(config, state, rng, 2)
   with config.unlocked():
@@ -137,7 +138,7 @@ def test_gan_truncation_bounds_the_sampling_latents_only():
                                 jax.random.normal(jax.random.PRNGKey(0), (4, 8)))
   config = config_lib.load("experiments/dcgan_fashion_mnist.py:small",
                            {"sampling.truncation": "0.5"})
-  state = gan.init_state(config, jax.random.PRNGKey(0), gan.image_shape(config))
+  state = helpers.init_state(gan, config)
   rng = jax.random.PRNGKey(3)
   z = gan._latents(rng, 4, gan.latent_dim(config), 0.5)
   np.testing.assert_allclose(gan.sample(config, state, rng, 4),

@@ -11,6 +11,7 @@ from jaxgen import config as config_lib
 from jaxgen.errors import UserError
 from jaxgen.families import vae, vae_bounds
 from jaxgen.models import likelihoods
+from tests import helpers
 
 BINARY = "experiments/vae_binarized_fashion_mnist.py:small"
 EIGHT_BIT = "experiments/vae_fashion_mnist.py:small"
@@ -19,7 +20,7 @@ GAUSSIAN = {"model.likelihood": "gaussian", "data.normalize": "unit", "data.dequ
 
 
 def _state(config):
-  return vae.init_state(config, jax.random.PRNGKey(0), vae.image_shape(config))
+  return helpers.init_state(vae, config)
 
 
 def _binary_images(n):
@@ -226,7 +227,7 @@ def test_configs_saved_before_the_objective_knobs_load_with_defaults():
 
 def test_reconstructions_decode_the_posterior_mean():
   config = config_lib.load(BINARY, {})
-  state = vae.init_state(config, jax.random.PRNGKey(0), vae.image_shape(config))
+  state = helpers.init_state(vae, config)
   image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
   rng = jax.random.PRNGKey(2)
   recon = vae.reconstruct(config, state, image, rng)
@@ -240,7 +241,7 @@ def test_reconstructions_decode_the_posterior_mean():
 
 def test_traversal_rows_move_one_latent_dimension_each():
   config = config_lib.load(BINARY, {})
-  state = vae.init_state(config, jax.random.PRNGKey(0), vae.image_shape(config))
+  state = helpers.init_state(vae, config)
   rng = jax.random.PRNGKey(3)
   rows = vae.traverse(config, state, rng, num_dims=3, steps=4).reshape(3, 4, 28, 28, 1)
   assert not np.allclose(rows[0, 0], rows[0, -1])  # Moving along the row changes the image.
