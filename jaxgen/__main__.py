@@ -2,4 +2,6 @@
 
 from jaxgen.main import main
 
-main()
+# Guarded: `jaxgen prepare-data`'s spawned workers import this module again.
+if __name__ == "__main__":
+  main()

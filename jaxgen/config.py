@@ -230,6 +230,9 @@ def base_config() -> ml_collections.ConfigDict:
       data=dict(
           name="fashion_mnist_small", data_dir=None,
           manual_dir="/usr/share/datasets/fashion-mnist", folder="",
+          # name='prepared': a `jaxgen prepare-data` directory, streamed through Grain by
+          # read_threads threads (the training split is never held in memory).
+          prepared_dir="", read_threads=16,
           train_split="train", eval_split="test", image_size=None, crop="center",
           channels=None, normalize="symmetric", dequantize=False, shuffle=True, prefetch=2,
           augment=dict(flip=False, rotation=0.0, zoom=0.0, translate=0.0)),

@@ -73,7 +73,23 @@ def _parser() -> argparse.ArgumentParser:
   inception.add_argument("--name", default="inception_v3")
   inception.add_argument("--out-dir", default=None,
                          help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
-  for sub in (train, sample, evaluate, features, inception):
+  prep = commands.add_parser(
+      "prepare-data", help="decode, crop and resize a dataset once into ArrayRecord shards "
+      "that --config.data.name=prepared --config.data.prepared_dir=DIR streams from")
+  source = prep.add_mutually_exclusive_group(required=True)
+  source.add_argument("--folder", help="ROOT/<split>/<label>/*.png|jpg|jpeg")
+  source.add_argument("--tfds", help="a TFDS image dataset name, e.g. fashion_mnist")
+  prep.add_argument("--out", required=True, help="the prepared dataset's directory")
+  prep.add_argument("--data-dir", default=None, help="TFDS data_dir (with --tfds)")
+  prep.add_argument("--image-size", type=int, default=None,
+                    help="centre-crop to a square and resize to S x S (default: as stored)")
+  prep.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                    help="1 (grey) or 3 (RGB); default: RGB for folders, TFDS's own")
+  prep.add_argument("--encoding", default="png", choices=("png", "raw"),
+                    help="png (smaller) or raw uint8 (no decoding when read)")
+  prep.add_argument("--shard-size", type=int, default=10_000, help="records per shard")
+  prep.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+  for sub in (train, sample, evaluate, features, inception, prep):
     sub.add_argument("-v", "--verbose", action="store_true",
                      help=f"also show TensorFlow's and XLA's C++ logs and INFO logs (or set "
                      f"{VERBOSE_ENV}=1)")
@@ -104,6 +120,15 @@ def run(argv: list[str]) -> int:
     info = features_lib.main_train_features(args.dataset, args.steps, args.batch_size, args.seed,
                                             args.data_dir, args.out_dir)
     print(json.dumps(info, sort_keys=True))
+    return 0
+  if args.command == "prepare-data":
+    from jaxgen.data import prepare
+    manifest = prepare.prepare(args.out, folder=args.folder, tfds_name=args.tfds,
+                               data_dir=args.data_dir, image_size=args.image_size,
+                               channels=args.channels, encoding=args.encoding,
+                               shard_size=args.shard_size, workers=args.workers)
+    print(json.dumps({split: {k: v for k, v in info.items() if k != "shards"}
+                      for split, info in manifest["splits"].items()}, sort_keys=True))
     return 0
   if args.command == "import-inception":
     from jaxgen.evaluators import inception as inception_lib

@@ -19,7 +19,7 @@ from flax import traverse_util
 
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
 from jaxgen import families, images, reporting, sharding
-from jaxgen.data import datasets, input_pipeline
+from jaxgen.data import datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
 
 
@@ -161,14 +161,26 @@ def check_writable(workdir: str) -> None:
                     "pass --workdir to a folder you can write")
 
 
-def load_data(config, family, split):
-  source = datasets.load_split(config.data, split, jax.process_index(), jax.process_count())
+def load_data(config, family, split, stream: bool = False):
+  """This process's part of `split`: in RAM, or with `stream` and prepared data, the split
+  opened for streaming (`prepared.PreparedSplit`)."""
+  if stream and config.data.name == "prepared":
+    source = prepared.open_split(config.data.prepared_dir, split)
+    shape = source.shape
+  else:
+    source = datasets.load_split(config.data, split, jax.process_index(), jax.process_count())
+    shape = tuple(source.images.shape[1:])
   expected = tuple(family.image_shape(config))
-  if tuple(source.images.shape[1:]) != expected:
-    raise UserError(f"dataset {config.data.name!r} gives images of shape "
-                    f"{tuple(source.images.shape[1:])} but the model expects {expected}: set "
-                    "data.image_size/data.channels or the model's image_size/channels to match")
+  if shape != expected:
+    raise UserError(f"dataset {config.data.name!r} gives images of shape {shape} but the "
+                    f"model expects {expected}: set data.image_size/data.channels (for "
+                    "prepared data, --image-size/--channels of prepare-data) or the model's "
+                    "image_size/channels to match")
   return source
+
+
+def _num_images(source) -> int:
+  return len(source) if isinstance(source, prepared.PreparedSplit) else len(source.images)
 
 
 def prepare_workdir(config, workdir):
@@ -234,7 +246,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
     raise UserError(f"batch_size={config.batch_size} is not divisible by the "
                     f"{mesh.shape[sharding.DATA]} devices of the data axis")
   accumulate.check(config, config.batch_size, mesh.shape[sharding.DATA])
-  train_source = load_data(config, family, config.data.train_split)
+  train_source = load_data(config, family, config.data.train_split, stream=True)
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
   new_arrays = check_init_from(config, workdir)
   prepare_workdir(config, workdir)
@@ -248,7 +260,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   write_samples = make_sample_writer(config, family, workdir)
   writer = reporting.MetricsWriter(workdir, config.total_steps)
   if jax.process_index() == 0:
-    print(f"training {config.family} on {config.data.name} ({len(train_source.images)} images, "
+    print(f"training {config.family} on {config.data.name} ({_num_images(train_source)} images, "
           f"{train_source.num_dropped} corrupt skipped) from step {start} to "
           f"{config.total_steps} on {jax.device_count()} devices, mesh {dict(mesh.shape)}"
           + (f", parameters from {config.init_from}" if start == 0 and config.get("init_from")
@@ -259,7 +271,8 @@ def train_and_evaluate(config, workdir: str) -> int | None:
 
   dataset = input_pipeline.train_dataset(
       config.data, train_source, local_batch_size=config.batch_size // jax.process_count(),
-      seed=config.seed, start_step=start, process_index=jax.process_index())
+      seed=config.seed, start_step=start, process_index=jax.process_index(),
+      process_count=jax.process_count())
   batches = input_pipeline.global_batches(dataset, mesh, prefetch=config.data.prefetch)
   inflight = collections.deque()
   timer = _Throughput(config.batch_size)

@@ -29,7 +29,7 @@ from tensorflow_datasets.image_classification import mnist
 from jaxgen.data import augment
 from jaxgen.errors import UserError
 
-KNOWN_NAMES = ("fashion_mnist_small", "fashion_mnist", "folder")
+KNOWN_NAMES = ("fashion_mnist_small", "fashion_mnist", "folder", "prepared")
 NORMALIZE_MODES = ("symmetric", "unit", "integer")
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled",
                            "fashion_mnist_small")
@@ -94,6 +94,8 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
   """This process's slice of `split`, decoded, cropped/resized and held in RAM."""
   check_config(data)
   keep_tf_off_accelerators()
+  if data.name == "prepared":
+    return _prepared_source(data, split, process_index, process_count)
   read = _folder_records if data.name == "folder" else _tfds_records
   records = read(data, split, process_index, process_count)
   images, labels = _materialise(_transform(_decode(records.ds, records.channels), data))
@@ -110,9 +112,28 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
                 max_shard_size=records.max_shard_size)
 
 
+def _prepared_source(data, split, process_index, process_count) -> Source:
+  """This process's every process_count-th record of a prepared split, in RAM: what the
+  evaluators read (training streams the split instead, see `input_pipeline`)."""
+  from jaxgen.data import prepared
+  records = prepared.open_split(data.prepared_dir, split)
+  own = [records[i] for i in range(process_index, len(records), process_count)]
+  names = records.manifest["label_names"]
+  return Source(images=np.stack([image for image, _ in own]),
+                labels=np.array([label for _, label in own], np.int32),
+                num_dropped=records.num_dropped, num_classes=len(names) or None,
+                name=f"prepared:{data.prepared_dir}", split=split,
+                max_shard_size=math.ceil(len(records) / process_count))
+
+
 def dataset_info(data) -> dict:
   """{'shape': (height, width, channels), 'num_classes': int | None} from metadata alone."""
   check_config(data)
+  if data.name == "prepared":
+    from jaxgen.data import prepared
+    manifest = prepared.read_manifest(data.prepared_dir)
+    return dict(shape=tuple(manifest["image_shape"]),
+                num_classes=len(manifest["label_names"]) or None)
   if data.name == "folder":
     builder = _image_folder(data)
     size = _required_image_size(data)
@@ -134,7 +155,7 @@ class _Records:
 
 
 def _tfds_records(data, split, process_index, process_count) -> _Records:
-  builder = _prepared_builder(data)
+  builder = prepared_builder(data)
   feature = _image_feature(builder, data.name)
   shape = _output_shape(feature.shape, data)
   total = _split_size(builder, data.name, split)
@@ -275,7 +296,7 @@ def _builder(data):
                     "'cifar10'") from None
 
 
-def _prepared_builder(data):
+def prepared_builder(data):
   """The builder for data.name, preparing it first (offline where jaxgen can) if needed."""
   builder = _builder(data)
   if builder.is_prepared():

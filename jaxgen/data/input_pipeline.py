@@ -1,7 +1,8 @@
 """tf.data pipelines over an in-RAM Source, and the iterator that yields global jax.Arrays.
 
 The training pipeline is stateless: the batch for step s is a pure function of
-(seed, s, process_index, source). Epoch e's order is a permutation from
+(seed, s, process_index, source), for data in RAM and for prepared data streamed through
+Grain alike. Epoch e's order is a permutation from
 `RandomIndexShuffle` keyed by (seed, e, process_index), and augmentation and dequantisation
 noise are keyed by (seed, s, process_index). Resuming at step k is therefore rebuilding
 the pipeline with start_step=k: no iterator state to checkpoint, nothing to skip.
@@ -16,43 +17,85 @@ import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxgen import images as images_lib
-from jaxgen.data import augment, datasets
+from jaxgen.data import augment, datasets, prepared
 from jaxgen.errors import UserError
 
 
-def train_dataset(data, source: datasets.Source, *, local_batch_size: int, seed: int,
-                  start_step: int, process_index: int = 0) -> tf.data.Dataset:
+def train_dataset(data, source, *, local_batch_size: int, seed: int, start_step: int,
+                  process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
   """Batches for steps start_step, start_step + 1, ... forever.
 
-  Yields {'image': float32 (int32 for normalize='integer') [batch, height, width, channels],
-  'label': int32 [batch]}. Each epoch drops the last n % local_batch_size examples of its
-  permutation.
+  `source` is a `datasets.Source` in RAM, or a `prepared.PreparedSplit` streamed from disk
+  (this process reading only every process_count-th record). Yields {'image': float32
+  (int32 for normalize='integer') [batch, height, width, channels], 'label': int32
+  [batch]}. In RAM each epoch drops the last n % local_batch_size examples of its
+  permutation; streamed, batches run on across epochs.
   """
   datasets.check_config(data)
   datasets.keep_tf_off_accelerators()
+  finish = _finish_batch(data, seed, process_index)
+  if isinstance(source, prepared.PreparedSplit):
+    pixels = _streamed_pixels(data, source, local_batch_size, seed, start_step, process_index,
+                              process_count)
+    ds = pixels.map(lambda step, batch: finish(step, *batch),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(data.prefetch)
   n = len(source.images)
-  if n < local_batch_size:
-    raise UserError(f"the per-process batch of {local_batch_size} is larger than the "
-                    f"{n} examples of {source.name!r} split {source.split!r} on this process: "
-                    "lower batch_size or use a bigger split")
+  _check_batch(n, local_batch_size, source.name, source.split)
   # Captured eager tensors: each step gathers its rows from RAM, nothing is re-decoded.
   images, labels = tf.constant(source.images), tf.constant(source.labels)
   steps_per_epoch = n // local_batch_size
 
   def batch_for_step(step):
-    key = _step_key(seed, step, process_index)
-    augment_key, noise_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
     index = _train_indices(step, n, steps_per_epoch, local_batch_size, seed, process_index,
                            data.shuffle)
-    pixels = tf.cast(tf.gather(images, index), tf.float32)
-    pixels = augment.augment_batch(pixels, augment_key, data.augment)
-    if data.dequantize:
-      pixels += tf.random.stateless_uniform(tf.shape(pixels), noise_key)
-    return {"image": _normalize(pixels, data), "label": tf.gather(labels, index)}
+    return finish(step, tf.gather(images, index), tf.gather(labels, index))
 
   steps = tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
   ds = steps.map(batch_for_step, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(data.prefetch)
+
+
+def _check_batch(n: int, local_batch_size: int, name: str, split: str) -> None:
+  if n < local_batch_size:
+    raise UserError(f"the per-process batch of {local_batch_size} is larger than the "
+                    f"{n} examples of {name!r} split {split!r} on this process: "
+                    "lower batch_size or use a bigger split")
+
+
+def _finish_batch(data, seed: int, process_index: int):
+  """(step, uint8 pixels [b, H, W, C], labels [b]) -> the step's batch: augmentation and
+  dequantisation noise keyed by (seed, step, process), then data.normalize. One function
+  for both sources, so in RAM and streamed batches follow the same distributions."""
+  def finish(step, pixels, labels):
+    key = _step_key(seed, step, process_index)
+    augment_key, noise_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    pixels = augment.augment_batch(tf.cast(pixels, tf.float32), augment_key, data.augment)
+    if data.dequantize:
+      pixels += tf.random.stateless_uniform(tf.shape(pixels), noise_key)
+    return {"image": _normalize(pixels, data), "label": labels}
+  return finish
+
+
+def _streamed_pixels(data, source, local_batch_size, seed, start_step, process_index,
+                     process_count) -> tf.data.Dataset:
+  """(step, (uint8 [b, H, W, C], int32 [b])) from Grain: this process's every
+  process_count-th record, shuffled per epoch from (seed, epoch), read and decoded by
+  data.read_threads threads ahead of the step. Batch s is element s of a random-access
+  dataset, so resuming at step k starts reading at batch k: nothing to skip or restore."""
+  import grain
+  records = grain.MapDataset.source(source)[process_index::process_count]
+  _check_batch(len(records), local_batch_size, f"prepared:{source.directory}", source.split)
+  if data.shuffle:
+    records = records.seed(seed).shuffle()
+  batches = records.repeat().batch(local_batch_size, drop_remainder=True)[start_step:]
+  stream = batches.to_iter_dataset(grain.ReadOptions(
+      num_threads=data.read_threads, prefetch_buffer_size=2 * data.read_threads))
+  shape = (local_batch_size, *source.shape)
+  pixels = tf.data.Dataset.from_generator(
+      lambda: iter(stream), output_signature=(tf.TensorSpec(shape, tf.uint8),
+                                              tf.TensorSpec(shape[:1], tf.int32)))
+  return tf.data.Dataset.zip(tf.data.Dataset.counter(start=start_step, dtype=tf.int64), pixels)
 
 
 def eval_dataset(data, source: datasets.Source, *, local_batch_size: int) -> tf.data.Dataset:

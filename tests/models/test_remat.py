@@ -11,7 +11,7 @@ from jaxgen.models import resnet_gan, unet
 
 
 def _unet(remat):
-  return unet.UNet(image_size=8, channels=1, features=8, multipliers=(1, 2), blocks=1,
+  return unet.UNet(image_size=8, channels=1, features=8, multipliers=(1,), blocks=1,
                    attention=(), dropout=0.1, num_classes=3, remat=remat)
 
 
