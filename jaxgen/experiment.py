@@ -188,6 +188,7 @@ def _build(config, variant, variants, settings, recipes, small_model, per_varian
   if "optim" in config and "accumulate_steps" not in config.optim:
     # One knob for every network of the family (the GAN's two): see jaxgen/accumulate.py.
     config.optim.accumulate_steps = 1
+    config.optim.accumulate_unroll = False
   _override(config, settings)
   if variant is None:
     return config

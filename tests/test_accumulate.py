@@ -32,11 +32,12 @@ def test_micro_batches_are_strided_so_each_device_keeps_its_examples():
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
 def test_an_exact_likelihood_step_is_the_same_accumulated_or_not_on_one_or_four_devices():
   """The autoregressive loss draws nothing, so 2 micro-batches must give the whole batch's
-  step; and the strided split must shard the same way on 4 devices."""
+  step, rolled or unrolled; and the strided split must shard the same way on 4 devices."""
   results = []
-  for k, devices in ((1, 1), (2, 1), (2, 4)):
+  for k, devices, unroll in ((1, 1, False), (2, 1, False), (2, 4, False), (2, 1, True)):
     config, family, _, batch = _setup("gated_pixelcnn_fashion_mnist", k,
-                                      **{"mesh.data": str(devices)})
+                                      **{"mesh.data": str(devices),
+                                         "optim.accumulate_unroll": str(unroll)})
     mesh = sharding.create_mesh(config.mesh)
     _, init, shardings = train.create_state_fns(config, family, mesh)
     with jax.set_mesh(mesh):

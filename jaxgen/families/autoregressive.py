@@ -105,7 +105,7 @@ def train_step(config, state: TrainState, batch):
   image = batch["image"]
   (loss, _), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
-      batch, state.step_rng())
+      batch, state.step_rng(), accumulate.unrolled(config))
   state, update = train_state.apply_gradients(config, state, grads)
   metrics = {"train/loss": loss,
              "train/bits_per_dim": likelihoods.bits_per_dim(loss, image.shape[1:])}

@@ -196,7 +196,7 @@ def train_loss(config, state: TrainState, params, batch, rng):
 def train_step(config, state: TrainState, batch):
   (loss, _), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
-      batch, state.step_rng())
+      batch, state.step_rng(), accumulate.unrolled(config))
   state, update = train_state.apply_gradients(config, state, grads)
   return state, {"train/loss": loss, **{f"train/{k}": v for k, v in update.items()}}
 

@@ -276,13 +276,15 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
     if conditional:
       inputs.update(real_label=chunks["label"][i], fake_label=_fake_labels(config, y_rng, num))
     (loss, (d_stats, metrics)), grads = accumulate.value_and_grad(
-        functools.partial(d_loss, state), k, state.params[D], inputs, d_rng)
+        functools.partial(d_loss, state), k, state.params[D], inputs, d_rng,
+        accumulate.unrolled(config))
     state, update = train_state.apply_gradients(config, state, grads, network=D,
                                                 model_state=d_stats, advance=False)
     metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"])
   # The generator's update on the last chunk's latents, through the updated discriminator.
   (loss, (g_stats, d_stats)), grads = accumulate.value_and_grad(
-      functools.partial(g_loss, state), k, state.params[G], inputs, g_rng)
+      functools.partial(g_loss, state), k, state.params[G], inputs, g_rng,
+      accumulate.unrolled(config))
   state = state.replace(model_state={G: g_stats, D: d_stats})
   state, update = train_state.apply_gradients(config, state, grads, network=G)
   return state, _step_metrics(metrics, loss, update)

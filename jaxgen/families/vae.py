@@ -87,7 +87,7 @@ def train_step(config, state: TrainState, batch):
   beta = kl_weight(options(config), state.step)
   (loss, (stats, model_state)), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
-      batch, state.step_rng())
+      batch, state.step_rng(), accumulate.unrolled(config))
   new_state, update = train_state.apply_gradients(config, state, grads, model_state=model_state)
   metrics = {
       "train/loss": loss, "train/nelbo": stats["nelbo"],
