@@ -126,12 +126,11 @@ def _apply_d(discriminator, params, stats, images, labels):
 def _critic_chunks(batch, n):
   """{image, label} [B, ...] -> [n, B/n, ...], chunk i holding examples i, n+i, 2n+i, ...
 
-  Reshaping [B] to [B/n, n] keeps each device's contiguous rows on that device, so the
-  chunks stay sharded over 'data' along their second axis.
+  The split gradient accumulation makes (`accumulate.micro_batches`): each device keeps its
+  contiguous rows, so the chunks stay sharded over 'data' along their second axis.
   """
-  def split(x):
-    return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
-  return {k: split(v) for k, v in batch.items() if k in ("image", "label")}
+  return accumulate.micro_batches({k: v for k, v in batch.items() if k in ("image", "label")},
+                                  n)
 
 
 def _d_objective(config, discriminator, d_params, d_stats, real, real_labels, fake,
