@@ -128,9 +128,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "total_steps", "log_every", "checkpoint_every", "sample_every",
               "eval_every"):
     value = config[key]
-    if not isinstance(value, int) or value < (1 if key == "batch_size" else 0):
+    if not isinstance(value, int) or value < (1 if key in ("batch_size", "total_steps") else 0):
       raise UserError(f"config.{key}={value!r}: expected a non-negative integer "
-                      f"(batch_size ≥ 1; 0 disables an interval)")
+                      f"(batch_size and total_steps ≥ 1; 0 disables an interval)")
+  for key, low in (("eval_batch_size", 1), ("num_samples", 1), ("keep_checkpoints", 1),
+                   ("max_inflight_steps", 0), ("max_consecutive_skips", 1)):
+    value = config.get(key, low)
+    if not isinstance(value, int) or value < low:
+      raise UserError(f"config.{key}={value!r}: expected an integer ≥ {low}")
+  if not 0.0 <= config.get("ema_decay", 0.0) < 1.0:
+    raise UserError(f"config.ema_decay={config.ema_decay!r}: expected 0 (off) or a decay in "
+                    "(0, 1), such as 0.999")
+  for name, optim in _optim_configs(config):
+    rate = optim.get("learning_rate")
+    if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < float("inf")):
+      raise UserError(f"config.{name}.learning_rate={rate!r}: expected a positive finite "
+                      "number, such as 1e-3")
+
+
+def _optim_configs(config):
+  """(dotted name, optimizer config) of the run's one optimizer or of each network's."""
+  optim = config.get("optim")
+  if not isinstance(optim, ml_collections.ConfigDict):
+    return []
+  if "learning_rate" in optim:
+    return [("optim", optim)]
+  return [(f"optim.{net}", sub) for net, sub in optim.items()
+          if isinstance(sub, ml_collections.ConfigDict)]
 
 
 def load(spec: str, overrides: dict[str, str]) -> ml_collections.ConfigDict:
@@ -205,6 +229,9 @@ def base_config() -> ml_collections.ConfigDict:
       num_samples=64,          # Images in each sample grid.
       keep_checkpoints=3,
       max_inflight_steps=2,    # How far the host may run ahead of the device.
+      # Steps in a row with a non-finite loss or gradients (each skipped, not applied) after
+      # which the run stops without saving: see jaxgen/nonfinite.py.
+      max_consecutive_skips=20,
       ema_decay=0.0,           # 0 turns parameter EMA off.
       # A workdir whose latest parameters (and model state) start this run; the step and
       # the optimizer start afresh. For fine-tuning, e.g. an ELBO-trained VAE on the IWAE
@@ -233,6 +260,9 @@ def base_config() -> ml_collections.ConfigDict:
           # name='prepared': a `jaxgen prepare-data` directory, streamed through Grain by
           # read_threads threads (the training split is never held in memory).
           prepared_dir="", read_threads=16,
+          # A file of record names to leave out (the exclusion list `jaxgen audit-data`
+          # writes); prepared data applies one at preparation (prepare-data --exclude).
+          exclude="",
           train_split="train", eval_split="test", image_size=None, crop="center",
           channels=None, normalize="symmetric", dequantize=False, shuffle=True, prefetch=2,
           augment=dict(flip=False, rotation=0.0, zoom=0.0, translate=0.0)),

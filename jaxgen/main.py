@@ -89,7 +89,23 @@ def _parser() -> argparse.ArgumentParser:
                     help="png (smaller) or raw uint8 (no decoding when read)")
   prep.add_argument("--shard-size", type=int, default=10_000, help="records per shard")
   prep.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
-  for sub in (train, sample, evaluate, features, inception, prep):
+  prep.add_argument("--exclude", default=None,
+                    help="a file of record names to leave out (`jaxgen audit-data` writes one)")
+  audit = commands.add_parser(
+      "audit-data", help="find corrupt, duplicate (across splits too), odd-format and "
+      "off-class images; write a JSON report and an exclusion list for data.exclude",
+      epilog="With --config, --config.data.KEY=VALUE picks the dataset as training would.")
+  audited = audit.add_mutually_exclusive_group(required=True)
+  audited.add_argument("--folder", help="ROOT/<split>/<label>/*.png|jpg|jpeg")
+  audited.add_argument("--config", help="experiments/NAME.py[:variant]: audit its data")
+  audit.add_argument("--out", default="audit.json", help="the JSON report (default audit.json)")
+  audit.add_argument("--exclude-out", default=None,
+                     help="the exclusion list (default: OUT with .exclude.txt)")
+  audit.add_argument("--near-bits", type=int, default=4,
+                     help="near-duplicates: at most this many of 64 dHash bits differ")
+  audit.add_argument("--exclude-irrelevant", action="store_true",
+                     help="also list the off-class candidates in the exclusion list")
+  for sub in (train, sample, evaluate, features, inception, prep, audit):
     sub.add_argument("-v", "--verbose", action="store_true",
                      help=f"also show TensorFlow's and XLA's C++ logs and INFO logs (or set "
                      f"{VERBOSE_ENV}=1)")
@@ -109,7 +125,8 @@ def run(argv: list[str]) -> int:
   args = _parser().parse_args(rest)
   _configure_logging(args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0"))
   _check_overrides(args.command, overrides)
-  config = config_lib.load(args.config, overrides) if args.command == "train" else None
+  config = (config_lib.load(args.config, overrides)
+            if args.command == "train" or getattr(args, "config", None) else None)
   _setup_runtime(args)
   if args.command == "train":
     from jaxgen import train
@@ -126,9 +143,17 @@ def run(argv: list[str]) -> int:
     manifest = prepare.prepare(args.out, folder=args.folder, tfds_name=args.tfds,
                                data_dir=args.data_dir, image_size=args.image_size,
                                channels=args.channels, encoding=args.encoding,
-                               shard_size=args.shard_size, workers=args.workers)
+                               shard_size=args.shard_size, workers=args.workers,
+                               exclude=args.exclude)
     print(json.dumps({split: {k: v for k, v in info.items() if k != "shards"}
                       for split, info in manifest["splits"].items()}, sort_keys=True))
+    return 0
+  if args.command == "audit-data":
+    from jaxgen.data import audit
+    report = audit.main_audit(args.folder, config.data if config else None, args.out,
+                              args.exclude_out, args.near_bits, args.exclude_irrelevant)
+    print(audit.summary(report), file=sys.stderr)
+    print(json.dumps({"report": args.out, "exclusion_list": report["exclusion_list"]}))
     return 0
   if args.command == "import-inception":
     from jaxgen.evaluators import inception as inception_lib
@@ -167,7 +192,7 @@ def run(argv: list[str]) -> int:
 
 def _check_overrides(command: str, overrides: dict[str, str]) -> None:
   """A UserError for a --config.* key `command` does not take (`train` takes any)."""
-  if command == "train" or not overrides:
+  if command in ("train", "audit-data") or not overrides:
     return
   allowed = _CALL_OVERRIDES.get(command)
   if allowed is None:
@@ -193,6 +218,22 @@ def _configure_logging(verbose: bool) -> None:
   from absl import logging
   # Orbax and TFDS log routinely at INFO; warnings (jaxgen's own among them) stay visible.
   logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+  # Orbax's async saves run on asyncio, which logs a failed write's traceback on its own.
+  import logging as std_logging
+  std_logging.getLogger("asyncio").setLevel(std_logging.WARNING if verbose else
+                                            std_logging.CRITICAL)
+  absl_logger = logging.get_absl_logger()
+  if verbose:
+    absl_logger.removeFilter(_not_orbax)
+  elif _not_orbax not in absl_logger.filters:
+    absl_logger.addFilter(_not_orbax)
+
+
+def _not_orbax(record) -> bool:
+  """Drops orbax's log records: a failed save makes its background threads log tracebacks,
+  while the failure also reaches jaxgen as an exception, reported as one line
+  (`checkpoint.save`). --verbose shows them."""
+  return "/orbax/" not in record.pathname.replace(os.sep, "/")
 
 
 def _setup_runtime(args) -> None:

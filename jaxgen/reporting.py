@@ -45,6 +45,8 @@ class MetricsWriter:
     steps_per_s = metrics.get("perf/steps_per_s")
     eta = (self.total_steps - step) / steps_per_s if steps_per_s else None
     parts = [f"step {step}/{self.total_steps}", *shown]
+    if metrics.get("train/skipped_steps"):
+      parts.append(f"skipped {int(metrics['train/skipped_steps'])} non-finite")
     if rate:
       parts.append(f"{rate:,.0f} img/s")
     if eta is not None:

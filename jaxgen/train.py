@@ -18,7 +18,7 @@ from absl import logging
 from flax import traverse_util
 
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
-from jaxgen import families, images, reporting, sharding
+from jaxgen import families, images, nonfinite, reporting, sharding
 from jaxgen.data import datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
 
@@ -41,14 +41,15 @@ def create_state_fns(config, family, mesh):
   return abstract, lambda: jitted_init(rng), shardings
 
 
-def restore_or_init(config, family, mesh, mngr):
-  """(state, its shardings): the run's latest checkpoint, else a fresh state (its parameters
-  taken from config.init_from's run when set)."""
+def restore_or_init(config, family, mesh, mngr, move_damaged: bool = False):
+  """(state, its shardings): the run's newest checkpoint that restores (see
+  `checkpoint.restore_or_init`), else a fresh state (its parameters taken from
+  config.init_from's run when set)."""
   abstract, init, shardings = create_state_fns(config, family, mesh)
   if config.get("init_from"):
     init = functools.partial(_initialised_from, config, init, shardings)
   with jax.set_mesh(mesh):
-    return checkpoint.restore_or_init(mngr, abstract, init), shardings
+    return checkpoint.restore_or_init(mngr, abstract, init, move_damaged), shardings
 
 
 def restore_run(workdir: str, mesh=None):
@@ -247,12 +248,17 @@ def train_and_evaluate(config, workdir: str) -> int | None:
                     f"{mesh.shape[sharding.DATA]} devices of the data axis")
   accumulate.check(config, config.batch_size, mesh.shape[sharding.DATA])
   train_source = load_data(config, family, config.data.train_split, stream=True)
+  local_batch = config.batch_size // jax.process_count()
+  if local_batch > _num_images(train_source):
+    raise UserError(f"batch_size={config.batch_size} is larger than the training split "
+                    f"{config.data.train_split!r} ({_num_images(train_source)} images on this "
+                    "process): lower batch_size or use more data")
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
   new_arrays = check_init_from(config, workdir)
   prepare_workdir(config, workdir)
 
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  state, state_shardings = restore_or_init(config, family, mesh, mngr)
+  state, state_shardings = restore_or_init(config, family, mesh, mngr, move_damaged=True)
   start = int(jax.device_get(state.step))
   step_fn = compile_train_step(config, family, mesh, state_shardings)
   eval_runs = (evaluators.create(config, family, mesh, eval_source, report=False)
@@ -276,33 +282,44 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   batches = input_pipeline.global_batches(dataset, mesh, prefetch=config.data.prefetch)
   inflight = collections.deque()
   timer = _Throughput(config.batch_size)
+  skips = nonfinite.SkipCounter(config.max_consecutive_skips, workdir, start)
   with StopSignal() as stop, jax.set_mesh(mesh):
     for step in range(start + 1, config.total_steps + 1):
       state, metrics = step_fn(state, next(batches))
-      inflight.append(metrics)
+      inflight.append((step, metrics))
       if len(inflight) > config.max_inflight_steps:
-        jax.block_until_ready(inflight.popleft())
+        skips.observe(*inflight.popleft())  # Waits for that step: the bounded run-ahead.
       if step == start + 1:
         jax.block_until_ready(metrics)  # Compilation happens here; keep it out of img/s.
         timer.reset(step)
       if _due(step, config.log_every, config.total_steps):
         logged = {**jax.device_get(metrics), **timer.read(step)}
+        while inflight:  # All finished with this one: the count below is exact.
+          skips.observe(*inflight.popleft())
+        logged["train/skipped_steps"] = skips.total
         writer.write(step, logged)
         writer.progress(step, logged)
+      if skips.streak >= skips.limit:
+        checkpoint.wait(mngr)  # Earlier, good saves complete; nothing newer is saved.
+        writer.close()
+        skips.check(mngr.latest_step(), mngr.directory)
       if _due(step, config.sample_every, config.total_steps):
         write_samples(state, step)
         timer.reset(step)  # Sampling time is not training throughput.
       if eval_runs and _due(step, config.eval_every, config.total_steps):
         writer.write(step, {k: v for e in eval_runs for k, v in e.run(state)})
         timer.reset(step)
-      if _due(step, config.checkpoint_every, config.total_steps) or stop.signum:
+      # Not during a streak of skipped steps: a run that never recovers must not rotate its
+      # last good checkpoints out.
+      if (_due(step, config.checkpoint_every, config.total_steps) or stop.signum) and \
+          not skips.streak:
         checkpoint.save(mngr, state)
       if stop.signum:
         logging.warning("signal %d: saved a checkpoint at step %d, exiting", stop.signum, step)
         break
-    mngr.wait_until_finished()
+    checkpoint.wait(mngr)
     checkpoint.save(mngr, state)  # No-op when the last step was just saved.
-    mngr.wait_until_finished()
+    checkpoint.wait(mngr)
   writer.close()
   mngr.close()
   return stop.signum

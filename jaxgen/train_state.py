@@ -69,32 +69,55 @@ def create_state(config, params: PyTree, rng: jax.Array, model_state: PyTree | N
 
 
 def apply_gradients(config, state: TrainState, grads: PyTree, *, network: str | None = None,
-                    model_state: PyTree | None = None, advance: bool = True
-                    ) -> tuple[TrainState, dict]:
+                    model_state: PyTree | None = None, advance: bool = True,
+                    loss: jax.Array | None = None) -> tuple[TrainState, dict]:
   """(state after one optimizer update of `network` with `grads`, {'grad_norm',
-  'learning_rate'}).
+  'learning_rate', 'skipped'}).
 
   The network's EMA (if it keeps one) moves with the warm-up of `ema_decay_at`, and
   `model_state` (e.g. new BatchNorm statistics) replaces the network's when given. `advance`
   adds one to the step: a family that updates several networks per iteration advances on
   the last one only; every update of the iteration sees the step the iteration started at.
+
+  An update whose gradients (or `loss`) are not all finite is not applied: parameters,
+  optimizer state, EMA and model state stay as they were, decided here in the jitted step
+  (no host round-trip), and 'skipped' is 1. The step still advances, so the next step
+  draws the next batch and key, and a resumed run stays exact.
   """
-  params, opt_state, ema = _network(state.params, network), _network(state.opt_state,
-                                                                       network), state.ema_params
-  updates, opt_state = optimizer(config, network).update(grads, opt_state, params)
-  params = optax.apply_updates(params, updates)
-  if network is None:
-    ema = ema_update(ema, params, config.ema_decay, state.step)
-  elif network in ema:
-    ema = {**ema, network: ema_update(ema[network], params, config.ema_decay, state.step)}
-  new = state.replace(params=_with(state.params, network, params),
-                      opt_state=_with(state.opt_state, network, opt_state), ema_params=ema)
-  if model_state is not None:
-    new = new.replace(model_state=_with(state.model_state, network, model_state))
+  grad_norm = optax.tree.norm(grads)
+  # The norm is finite iff every gradient is (a sum of squares that overflows, |g| > 1e19,
+  # counts as not finite too): one reduction instead of one per leaf.
+  finite = jnp.isfinite(grad_norm) if loss is None else jnp.isfinite(grad_norm) & jnp.all(
+      jnp.isfinite(loss))
+
+  def update(state):
+    params, opt_state = _network(state.params, network), _network(state.opt_state, network)
+    ema = state.ema_params
+    updates, opt_state = optimizer(config, network).update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    if network is None:
+      ema = ema_update(ema, params, config.ema_decay, state.step)
+    elif network in ema:
+      ema = {**ema, network: ema_update(ema[network], params, config.ema_decay, state.step)}
+    new = state.replace(params=_with(state.params, network, params),
+                        opt_state=_with(state.opt_state, network, opt_state), ema_params=ema)
+    if model_state is not None:
+      new = new.replace(model_state=_with(state.model_state, network, model_state))
+    return new
+
+  # A cond rather than a select per leaf: the step compiled twice as slowly with selects
+  # (the :small U-Net, 32 s against 15 s at XLA:CPU level 0), and a skipped step does no work.
+  new = jax.lax.cond(finite, update, lambda state: state, state)
   if advance:
     new = new.replace(step=state.step + 1)
   schedule = optim.schedule(_optim_config(config, network), config.total_steps)
-  return new, {"grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
+  return new, {"grad_norm": grad_norm, "learning_rate": schedule(state.step),
+               "skipped": 1.0 - finite.astype(jnp.float32)}
+
+
+def unless_skipped(finite: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+  """`new` where `finite`, else `old`, leaf by leaf (the two trees shaped alike)."""
+  return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
 
 def _network(tree, network):

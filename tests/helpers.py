@@ -8,6 +8,10 @@ import numpy as np
 
 from jaxgen import config as config_lib
 
+# Steps and batch of the suite's shared feature network (conftest.feature_network): the
+# real-vs-real floors of tests/evaluators/test_sample_quality.py hold at this much training.
+FEATURE_STEPS, FEATURE_BATCH = 100, 64
+
 EXPERIMENTS = ("experiments/vae_fashion_mnist.py", "experiments/dcgan_fashion_mnist.py")
 
 
@@ -46,3 +50,12 @@ def random_batch(family, config, n=8):
   pixels = jax.random.randint(jax.random.PRNGKey(1), (n, *shape), 0, 256).astype(jnp.uint8)
   return {"image": images.from_uint8(pixels, config.data.normalize, xp=jnp),
           "label": jnp.arange(n) % 10}
+
+
+def with_a_nan_weight(state):
+  """`state` with its first weight NaN: every loss after it is NaN, whatever the data. For
+  a multi-network state (the GAN) the first network's."""
+  import jax.numpy as jnp
+  leaves, tree = jax.tree.flatten(state.params)
+  leaves[0] = leaves[0].at[(0,) * leaves[0].ndim].set(jnp.nan)
+  return state.replace(params=jax.tree.unflatten(tree, leaves))

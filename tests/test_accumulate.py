@@ -69,7 +69,8 @@ def test_an_accumulated_step_follows_the_mean_gradient_of_its_micro_batches(expe
                                  jax.random.fold_in(rng, j))[0] for j in range(2)) / 2
 
   loss, grads = jax.jit(jax.value_and_grad(mean_loss))(state.params)
-  expected, _ = train_state.apply_gradients(config, state, grads)
+  # Jitted: eager, each of optax's ops would be compiled on its own (8 s of this test).
+  expected, _ = jax.jit(lambda g: train_state.apply_gradients(config, state, g))(grads)
   new, metrics = jax.jit(lambda s, b: family.train_step(config, s, b))(state, batch)
   np.testing.assert_allclose(float(metrics["train/loss"]), float(loss), rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),

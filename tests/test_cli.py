@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from jaxgen import checkpoint, config as config_lib, train
-from jaxgen import main as jaxgen_main
 from tests.helpers import final_params, read_metrics, small_config
 
 VAE = "experiments/vae_fashion_mnist.py:small"
@@ -32,20 +31,6 @@ def jaxgen(*args, data_dir=None, timeout=300, env=None):
   return subprocess.run([sys.executable, "-m", "jaxgen", *args, *extra], capture_output=True,
                         text=True, timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)),
                         env=env)
-
-
-@pytest.fixture
-def cli(capsys):
-  """`jaxgen ARGS` in this process, through the entry point's `main` (exit code, stdout and
-  stderr as a subprocess gives them): several seconds of start-up cheaper per call, and
-  compiled functions shared between calls."""
-  def run(*args):
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-      jaxgen_main.main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
-  return run
 
 
 def user_env(**extra):
@@ -69,11 +54,6 @@ def assert_only_error_line(result, *fragments):
   """Exit code 2 and stderr exactly one `jaxgen: error:` line: no library log before it."""
   assert_one_line_error(result, *fragments)
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
 
 
 def test_typo_in_config_key(tmp_path, cli):
@@ -139,8 +119,8 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch, cli):
   features_dir = str(tmp_path / "features")
   monkeypatch.setenv("JAXGEN_FEATURES_DIR", features_dir)
   workdir = str(tmp_path / "gan")
-  trained = cli("train-features", "--dataset", "fashion_mnist_small", "--steps", "60",
-                "--data-dir", data_dir)
+  trained = cli("train-features", "--dataset", "fashion_mnist_small", "--steps", "40",
+                "--batch-size", "32", "--data-dir", data_dir)
   assert trained.returncode == 0, trained.stderr
   assert json.loads(trained.stdout.strip().splitlines()[-1])["test_accuracy"] > 0.3
   # A fresh process, as a user's shell starts it: no native library log on stderr.
@@ -222,3 +202,76 @@ def test_conditional_gan_samples_a_class_and_interpolates(tmp_path, data_dir, cl
   from PIL import Image
   # 2 strips x 4 images of 28 px with 2 px padding: 62 x 122.
   assert Image.open(f"{workdir}/strips.png").size == (4 * 30 + 2, 2 * 30 + 2)
+
+
+def _images(folder, count, **kinds):
+  """Writes COUNT 8x8 grey PNGs into each FOLDER/<split>/<label>/ given as kinds[label] =
+  splits."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for label, splits in kinds.items():
+    for split in splits:
+      os.makedirs(folder / split / label, exist_ok=True)
+      for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(
+            folder / split / label / f"{i}.png")
+  return str(folder)
+
+
+@pytest.mark.parametrize("overrides,fragments", [
+    (["--config.batch_size=abc"], ["--config.batch_size"]),
+    (["--config.batch_size=0"], ["batch_size=0"]),
+    (["--config.total_steps=-5"], ["total_steps=-5"]),
+    (["--config.optim.learning_rate=-1"], ["optim.learning_rate=-1", "positive finite"]),
+    (["--config.ema_decay=1.5"], ["ema_decay=1.5"]),
+    (["--config.keep_checkpoints=0"], ["keep_checkpoints=0"]),
+    (["--config.batch_size=6"], ["batch_size=6 is not divisible", "4 devices"]),
+    (["--config.data.image_size=32"], ["(32, 32, 1)", "model expects (28, 28, 1)"]),
+    (["--config.batch_size=100000"], ["batch_size=100000 is larger than the training split"]),
+    (["--config.data.name=folder", "--config.data.image_size=28"], ["data.folder=''"]),
+    (["--config.data.name=folder", "--config.data.image_size=28", "--config.data.folder=EMPTY"],
+     ["EMPTY"]),
+    (["--config.data.exclude=/no/such/list.txt"], ["data.exclude='/no/such/list.txt'"]),
+])
+def test_bad_inputs_are_one_line_errors_that_write_nothing(overrides, fragments, tmp_path,
+                                                          data_dir, cli):
+  """Wrong types, zero, negative and absurd values, a batch the devices cannot split, an
+  image size the model does not take, a missing or empty folder: each one line naming the
+  value, before the workdir exists."""
+  empty = tmp_path / "empty"
+  os.makedirs(empty / "train")
+  overrides = [o.replace("EMPTY", str(empty)) for o in overrides]
+  workdir = tmp_path / "run"
+  result = cli("train", "--config", VAE, "--workdir", str(workdir),
+               f"--config.data.data_dir={data_dir}", *overrides)
+  assert_one_line_error(result, *(f.replace("EMPTY", str(empty)) for f in fragments))
+  assert not workdir.exists()
+
+
+def test_odd_images_are_converted_as_documented(tmp_path):
+  """16-bit PNGs scaled to 8 bits, RGBA without its alpha, CMYK JPEGs to RGB, palette
+  images expanded, a 10,000 x 10,000 image resized like any other, a text file named .png
+  skipped and counted, a folder of one class read as one class."""
+  from PIL import Image
+  from jaxgen import config as config_lib
+  from jaxgen.data import datasets
+  root = _images(tmp_path / "odd", 4, only=("train",))
+  folder = tmp_path / "odd" / "train" / "only"
+  grey = (np.add.outer(np.arange(8), np.arange(8)) * 16).astype(np.uint8)  # Smooth: JPEG-safe.
+  Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "deep.png")
+  Image.fromarray(np.dstack([grey] * 3 + [np.zeros_like(grey)]), "RGBA").save(
+      folder / "alpha.png")
+  Image.fromarray(np.dstack([grey] * 3)).convert("CMYK").save(folder / "cmyk.jpg")
+  Image.fromarray(grey).convert("P").save(folder / "palette.png")
+  Image.new("L", (10_000, 10_000), 128).save(folder / "huge.png")
+  (folder / "notes.png").write_text("not an image")
+  data = config_lib.base_config().data
+  data.update(dict(name="folder", folder=root, image_size=8, channels=3))
+  source = datasets.load_split(data, "train")
+  assert source.images.shape == (4 + 5, 8, 8, 3) and source.images.dtype == np.uint8
+  assert source.num_dropped == 1 and source.num_classes == 1
+  as_rgb = np.dstack([grey] * 3).astype(int)
+  close = [np.abs(image.astype(int) - as_rgb).max() for image in source.images]
+  assert sum(c <= 1 for c in close) >= 3  # 16-bit, RGBA and palette: the same picture.
+  assert sorted(close)[3] <= 12  # The CMYK JPEG: the picture, up to JPEG's loss.
+  assert any((image == 128).all() for image in source.images)  # The huge one, resized.

@@ -18,6 +18,8 @@ EXPERIMENTS = [("dcgan_fashion_mnist", {}), ("vae_fashion_mnist", {}),
 
 @pytest.mark.parametrize("experiment,overrides", EXPERIMENTS)
 def test_bfloat16_steps_train_with_finite_losses_and_float32_state(experiment, overrides):
+  """And, with the same compiled step, a step from a state with a NaN weight is skipped:
+  nothing of the state changes but the step (tests/test_nonfinite.py has the rest)."""
   config = config_lib.load(f"experiments/{experiment}.py:small",
                            {"model.dtype": "bfloat16", **overrides})
   family = families.get(config.family)
@@ -32,6 +34,12 @@ def test_bfloat16_steps_train_with_finite_losses_and_float32_state(experiment, o
   for tree in (state.params, state.opt_state, state.ema_params):
     assert {leaf.dtype for leaf in jax.tree.leaves(tree)
             if jnp.issubdtype(leaf.dtype, jnp.floating)} <= {jnp.dtype(jnp.float32)}
+  assert all(m["train/skipped"] == 0 for m in losses)
+  bad = helpers.with_a_nan_weight(state)
+  after, metrics = step(bad, batch)
+  assert float(metrics["train/skipped"]) == 1 and int(after.step) == int(state.step) + 1
+  parts = lambda s: (s.params, s.opt_state, s.ema_params, s.model_state)
+  jax.tree.map(np.testing.assert_array_equal, parts(after), parts(bad))
 
 
 def test_an_unknown_dtype_is_a_one_line_error():

@@ -10,64 +10,72 @@ from jaxgen import train
 from tests.helpers import EXPERIMENTS, final_params, read_metrics, small_config
 
 
+# The module's reference runs, each trained once on first use and shared by the tests below:
+# name -> (the total_steps of each call, overrides). "four" runs on the :small mesh (all 4
+# devices), "resumed" stops at 2 and is restarted, "one" runs on one device.
+RUNS = {"four": ((4,), {"sample_every": 4}), "resumed": ((2, 4), {}),
+        "one": ((4,), {"mesh.data": 1})}
+
+
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
+def run(data_dir, tmp_path_factory):
+  """run(experiment, name) -> the workdir of RUNS[name] of `experiment`."""
+  workdirs = {}
+
+  def get(experiment, name):
+    if (experiment, name) not in workdirs:
+      workdir = str(tmp_path_factory.mktemp(name))
+      stops, overrides = RUNS[name]
+      for total in stops:
+        train.train_and_evaluate(small_config(experiment, data_dir, total_steps=total,
+                                              **overrides), workdir)
+      workdirs[experiment, name] = workdir
+    return workdirs[experiment, name]
+
+  return get
+
+
+def _train_metrics(workdir):
+  return [{k: v for k, v in r.items() if k.startswith("train/")} for r in read_metrics(workdir)]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_one_run_writes_metrics_samples_checkpoints(experiment, data_dir, tmp_path):
-  config = small_config(experiment, data_dir, total_steps=3, sample_every=3)
-  assert train.train_and_evaluate(config, str(tmp_path)) is None
-  records = read_metrics(tmp_path)
-  assert [r["step"] for r in records] == [1, 2, 3]
+def test_one_run_writes_metrics_samples_checkpoints(experiment, run):
+  workdir = run(experiment, "four")
+  records = read_metrics(workdir)
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
   assert all(np.isfinite(v) for r in records for v in r.values())
-  assert os.path.exists(tmp_path / "samples" / "step_00000003.png")
-  assert os.path.exists(tmp_path / "config.json")
-  assert sorted(os.listdir(tmp_path / "checkpoints"))[-1].endswith("3")
-  assert os.listdir(tmp_path / "tb")
-
-
-@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_one_device_and_four_devices_agree(experiment, data_dir, tmp_path):
-  losses, params = [], []
-  for devices in (1, 4):
-    workdir = str(tmp_path / f"d{devices}")
-    config = small_config(experiment, data_dir, total_steps=3, **{"mesh.data": devices})
-    train.train_and_evaluate(config, workdir)
-    losses.append([{k: v for k, v in r.items() if k.startswith("train/")}
-                   for r in read_metrics(workdir)])
-    params.append(final_params(workdir))
-  for one, four in zip(*losses):
-    for key in one:
-      np.testing.assert_allclose(one[key], four[key], rtol=2e-4, atol=1e-5, err_msg=key)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), *params)
-
-
-@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
-def test_parameter_sharded_mesh_matches_data_parallel(data_dir, tmp_path):
-  results = []
-  for name, overrides in (("dp", {}), ("fsdp", {"mesh.model": 2,
-                                                "sharding.rules": "(('.*', 'fsdp'),)"})):
-    workdir = str(tmp_path / name)
-    train.train_and_evaluate(small_config(EXPERIMENTS[0], data_dir, total_steps=2, **overrides),
-                             workdir)
-    results.append(final_params(workdir))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5), *results)
+  assert os.path.exists(os.path.join(workdir, "samples", "step_00000004.png"))
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1].endswith("4")
+  assert os.listdir(os.path.join(workdir, "tb"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_resume_equals_uninterrupted_bit_for_bit(experiment, data_dir, tmp_path):
-  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=4), straight)
-  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=2), resumed)
-  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=4), resumed)
+def test_resume_equals_uninterrupted_bit_for_bit(experiment, run):
+  straight, resumed = run(experiment, "four"), run(experiment, "resumed")
   assert [r["step"] for r in read_metrics(resumed)] == [1, 2, 3, 4]
   jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(resumed))
-  loss = "train/loss" if "vae" in experiment else "train/d_loss"
-  assert ([r[loss] for r in read_metrics(straight)] ==
-          [r[loss] for r in read_metrics(resumed)])
+  assert _train_metrics(straight) == _train_metrics(resumed)
+
+
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_one_device_and_four_devices_agree(experiment, run):
+  one, four = run(experiment, "one"), run(experiment, "four")
+  for on_one, on_four in zip(_train_metrics(one), _train_metrics(four), strict=True):
+    for key in on_one:
+      np.testing.assert_allclose(on_one[key], on_four[key], rtol=2e-4, atol=1e-5, err_msg=key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+               final_params(one), final_params(four))
+
+
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+def test_parameter_sharded_mesh_matches_data_parallel(data_dir, run, tmp_path):
+  train.train_and_evaluate(small_config(EXPERIMENTS[0], data_dir, total_steps=4, **{
+      "mesh.model": 2, "sharding.rules": "(('.*', 'fsdp'),)"}), str(tmp_path))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5),
+               final_params(str(tmp_path)), final_params(run(EXPERIMENTS[0], "four")))
 
 
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
@@ -98,14 +106,13 @@ def test_one_and_four_devices_evaluate_and_sample_alike(experiment, data_dir, tm
   assert os.path.getsize(tmp_path / "grid.png") > 0
 
 
-def test_init_from_starts_a_fresh_run_from_another_runs_parameters(data_dir, tmp_path):
+def test_init_from_starts_a_fresh_run_from_another_runs_parameters(data_dir, run, tmp_path):
   """Fine-tuning: step 0, a fresh optimizer, the source's latest parameters; once the new
   run has its own checkpoint, resuming continues it instead of starting over."""
   from jaxgen import checkpoint, families, sharding
   from jaxgen.errors import UserError
   experiment = EXPERIMENTS[0]
-  source, tuned = str(tmp_path / "source"), str(tmp_path / "tuned")
-  train.train_and_evaluate(small_config(experiment, data_dir, total_steps=2), source)
+  source, tuned = run(experiment, "four"), str(tmp_path / "tuned")
   config = small_config(experiment, data_dir, total_steps=2, init_from=source)
   family, mesh = families.get(config.family), sharding.create_mesh(config.mesh)
   mngr = checkpoint.manager(str(tmp_path / "empty"), 1, async_save=False)

@@ -16,6 +16,7 @@ import functools
 import gzip
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -85,6 +86,9 @@ def check_config(data) -> None:
   if data.dequantize and data.normalize == "integer":
     raise UserError("data.dequantize=True needs float pixels but data.normalize='integer': "
                     "set data.normalize to 'unit' or 'symmetric', or data.dequantize=False")
+  if data.get("exclude") and data.name == "prepared":
+    raise UserError(f"data.exclude={data.exclude!r} with prepared data: apply the list when "
+                    "preparing (`jaxgen prepare-data ... --exclude FILE`), then train on that")
   if not isinstance(data.prefetch, int) or data.prefetch < 1:
     raise UserError(f"data.prefetch={data.prefetch!r}: expected a positive integer")
   augment.check_config(data.augment)
@@ -98,12 +102,19 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
     return _prepared_source(data, split, process_index, process_count)
   read = _folder_records if data.name == "folder" else _tfds_records
   records = read(data, split, process_index, process_count)
-  images, labels = _materialise(_transform(_decode(records.ds, records.channels), data))
+  images, labels, names = _materialise(_transform(_decode(records.ds, records.channels), data))
+  num_decoded = len(images)
+  if data.get("exclude"):
+    keep = ~np.isin(names, read_exclusions(data.exclude))
+    images, labels = images[keep], labels[keep]
   if not len(images):
     raise UserError(f"none of the {records.num_examples} images of {data.name!r} split "
                     f"{split!r} on process {process_index} of {process_count} could be "
                     "decoded: check the image files, or pick a bigger split")
-  num_dropped = records.num_examples - len(images)
+  num_dropped = records.num_examples - num_decoded
+  if num_decoded != len(images):
+    logging.warning("%s/%s: left out %d images named in data.exclude=%s", data.name, split,
+                    num_decoded - len(images), data.exclude)
   if num_dropped:
     logging.warning("%s/%s: skipped %d of %d images that failed to decode", data.name, split,
                     num_dropped, records.num_examples)
@@ -169,7 +180,10 @@ def _tfds_records(data, split, process_index, process_count) -> _Records:
     label = example["label"] if num_classes is not None else 0
     return example["image"], tf.cast(label, tf.int32)
 
-  ds = ds.map(image_and_label)
+  # Names as `jaxgen audit-data` and prepare-data give them: split[index in the whole split].
+  base, offset = _split_base_and_offset(builder, split, process_index, process_count)
+  ds = ds.enumerate().map(lambda i, example: (*image_and_label(example), tf.strings.join(
+      [base, "[", tf.strings.as_string(i + offset), "]"])))
   return _Records(ds=ds, num_examples=builder.info.splits[shard].num_examples,
                   max_shard_size=math.ceil(total / process_count),
                   num_classes=num_classes, channels=shape[-1])
@@ -184,7 +198,10 @@ def _folder_records(data, split, process_index, process_count) -> _Records:
                           read_config=_read_config())
   # Folders have no split slicing; sharding the encoded records still decodes each once.
   ds = ds.shard(process_count, process_index)
-  ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+  # Names relative to the root (split/label/file), as `jaxgen audit-data` gives them.
+  prefix = "^" + re.escape(os.path.expanduser(data.folder).rstrip("/") + "/")
+  ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32),
+                          tf.strings.regex_replace(ex["image/filename"], prefix, "")))
   return _Records(ds=ds, num_examples=len(range(process_index, total, process_count)),
                   max_shard_size=math.ceil(total / process_count),
                   num_classes=builder.info.features["label"].num_classes,
@@ -192,8 +209,8 @@ def _folder_records(data, split, process_index, process_count) -> _Records:
 
 
 def _decode(ds: tf.data.Dataset, channels: int) -> tf.data.Dataset:
-  def decode(encoded, label):
-    return tf.io.decode_image(encoded, channels=channels, expand_animations=False), label
+  def decode(encoded, label, name):
+    return tf.io.decode_image(encoded, channels=channels, expand_animations=False), label, name
 
   # Right after the decode and nowhere else: ignore_errors would hide real bugs too.
   return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
@@ -204,7 +221,7 @@ def _transform(ds: tf.data.Dataset, data) -> tf.data.Dataset:
   if data.image_size is None:
     return ds
 
-  def crop_and_resize(image, label):
+  def crop_and_resize(image, label, name):
     if data.crop == "center":
       height, width = tf.shape(image)[0], tf.shape(image)[1]
       side = tf.minimum(height, width)
@@ -212,20 +229,43 @@ def _transform(ds: tf.data.Dataset, data) -> tf.data.Dataset:
                                             side, side)
     # Antialiasing keeps downscaled images free of aliasing; same-size resizes are exact.
     image = tf.image.resize(image, [data.image_size] * 2, antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label, name
 
   return ds.map(crop_and_resize, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _materialise(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 [n, height, width, channels], int32 [n]) in the dataset's order."""
-  images, labels = [], []
-  for image_batch, label_batch in ds.batch(1024).prefetch(1).as_numpy_iterator():
+def _materialise(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(uint8 [n, height, width, channels], int32 [n], names [n]) in the dataset's order."""
+  images, labels, names = [], [], []
+  for image_batch, label_batch, name_batch in ds.batch(1024).prefetch(1).as_numpy_iterator():
     images.append(image_batch)
     labels.append(label_batch)
+    names.append(name_batch)
   if not images:
-    return np.zeros((0, 0, 0, 0), np.uint8), np.zeros((0,), np.int32)
-  return np.concatenate(images), np.concatenate(labels).astype(np.int32)
+    return np.zeros((0, 0, 0, 0), np.uint8), np.zeros((0,), np.int32), np.zeros((0,), str)
+  return (np.concatenate(images), np.concatenate(labels).astype(np.int32),
+          np.concatenate(names).astype(str))
+
+
+def _split_base_and_offset(builder, split, process_index, process_count) -> tuple[str, int]:
+  """(the split's name, the index in it of this process's first record) for naming records;
+  a slice of a split must start at its beginning (as 'test[:512]' does) to be named."""
+  base, _, sliced = split.partition("[")
+  if sliced and not sliced.startswith(":") and not sliced.startswith("0:"):
+    base = split  # Names within a slice that starts elsewhere: still unique per split spec.
+  shards = tfds.even_splits(split, n=process_count)
+  return base, sum(builder.info.splits[s].num_examples for s in shards[:process_index])
+
+
+def read_exclusions(path: str) -> np.ndarray:
+  """The record names in the exclusion list at PATH (one per line, '#' comments)."""
+  try:
+    with open(os.path.expanduser(path)) as f:
+      return np.array([line.strip() for line in f if line.strip() and not
+                       line.startswith("#")], str)
+  except OSError as error:
+    raise UserError(f"data.exclude={path!r} cannot be read ({error.strerror}): pass the "
+                    "exclusion list `jaxgen audit-data` wrote") from None
 
 
 def _read_config() -> tfds.ReadConfig:

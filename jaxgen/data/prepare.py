@@ -30,8 +30,9 @@ _PLAN = ".plan.json"
 def prepare(out: str, *, folder: str | None = None, tfds_name: str | None = None,
             data_dir: str | None = None, image_size: int | None = None,
             channels: int | None = None, encoding: str = "png", shard_size: int = 10_000,
-            workers: int | None = None) -> dict:
-  """Prepares `folder` or the TFDS dataset `tfds_name` into `out`; returns the manifest."""
+            workers: int | None = None, exclude: str | None = None) -> dict:
+  """Prepares `folder` or the TFDS dataset `tfds_name` into `out`, leaving out the records
+  named in the file `exclude` (`jaxgen audit-data`'s list); returns the manifest."""
   if (folder is None) == (tfds_name is None):
     raise UserError("prepare-data needs exactly one of --folder ROOT and --tfds NAME")
   if encoding not in prepared.ENCODINGS:
@@ -40,12 +41,19 @@ def prepare(out: str, *, folder: str | None = None, tfds_name: str | None = None
       None, 1, 3):
     raise UserError(f"--shard-size {shard_size}, --image-size {image_size}, --channels "
                     f"{channels}: expected positive sizes and channels 1 or 3")
-  splits, label_names = (_folder_splits(folder) if folder is not None
-                         else _tfds_splits(tfds_name, data_dir))
+  splits, label_names = (folder_splits(folder) if folder is not None
+                         else tfds_splits(tfds_name, data_dir))
+  excluded = set()
+  if exclude:
+    from jaxgen.data import datasets
+    excluded = set(datasets.read_exclusions(exclude))
+    splits = _excluding(splits, excluded)
   spec = dict(source=os.path.abspath(folder) if folder else f"tfds:{tfds_name}",
               image_size=image_size, channels=channels or (3 if folder else None),
               encoding=encoding, shard_size=shard_size,
-              splits={name: count for name, (count, _) in splits.items()})
+              splits={name: count for name, (count, _) in splits.items()},
+              exclude=dict(file=os.path.abspath(exclude), count=len(excluded)) if exclude
+              else None)
   _start(out, spec)
   workers = workers or os.cpu_count()
   context = multiprocessing.get_context("spawn")  # Workers need neither TF nor JAX.
@@ -62,6 +70,19 @@ def prepare(out: str, *, folder: str | None = None, tfds_name: str | None = None
           shards.append(pending.pop(0).result())
     shards.extend(future.result() for future in pending)
   return _write_manifest(out, spec, splits, shards, label_names)
+
+
+def _excluding(splits: dict, names: set) -> dict:
+  """`splits` without the records named in `names`, their counts reduced to match."""
+  out = {}
+  for split, (count, items) in splits.items():
+    if isinstance(items, list):
+      kept = [item for item in items if item[0] not in names]
+      out[split] = (len(kept), kept)
+    else:  # A TFDS split, read lazily: its records are named split[index].
+      dropped = sum(f"{split}[{i}]" in names for i in range(count))
+      out[split] = (count - dropped, (item for item in items if item[0] not in names))
+  return out
 
 
 def _start(out: str, spec: dict) -> None:
@@ -82,7 +103,7 @@ def _start(out: str, spec: dict) -> None:
     raise UserError(f"--out {out} is not writable ({e.strerror}): pick another directory")
 
 
-def _folder_splits(root: str) -> tuple[dict, list[str]]:
+def folder_splits(root: str) -> tuple[dict, list[str]]:
   """({split: (count, [(name, path, label)])}, label names) of ROOT/<split>/<label>/<image>."""
   if not os.path.isdir(root):
     raise UserError(f"--folder {root} does not exist or is not a directory")
@@ -108,7 +129,7 @@ def _folder_splits(root: str) -> tuple[dict, list[str]]:
   return splits, labels
 
 
-def _tfds_splits(name: str, data_dir: str | None) -> tuple[dict, list[str]]:
+def tfds_splits(name: str, data_dir: str | None) -> tuple[dict, list[str]]:
   """({split: (count, iterator of (name, uint8 image, label))}, label names) of a TFDS
   dataset, found or prepared as training does (offline Fashion-MNIST included)."""
   import ml_collections
@@ -199,7 +220,8 @@ def _write_manifest(out, spec, splits, shards, label_names) -> dict:
                     "(and --channels C) so they all match")
   manifest = dict(format=prepared.FORMAT, version=prepared.VERSION, tool=f"jaxgen {__version__}",
                   source=spec["source"], image_shape=list(shapes.pop()),
-                  encoding=spec["encoding"], label_names=label_names, splits={})
+                  encoding=spec["encoding"], label_names=label_names, splits={},
+                  exclude=spec["exclude"])
   for split in splits:
     own = [s for s in shards if s["file"].startswith(f"{split}-")]
     counts = {}

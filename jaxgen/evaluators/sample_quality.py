@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxgen import families, files, images as images_lib, sharding
 from jaxgen.data import input_pipeline
-from jaxgen.evaluators import feature_stats, feature_store, features, kid_pr
+from jaxgen.evaluators import class_balance, feature_stats, feature_store, features, kid_pr
 
 
 def _to_model_range(images, normalize: str):
@@ -99,6 +99,7 @@ class SampleQualityEvaluator:
     gather = jax.jit(lambda x: x, out_shardings=sharding.replicated(mesh))
     self.features_fn = lambda images: gather(features_fn(images))
     self.checksum = self.info["params_sha256"]
+    self.logits_fn = self._classifier(cfg.feature_network, root, real_source, gather)
     cache = os.path.join(root, cfg.feature_network, "reference",
                          f"{real_source.name}_{real_source.split}_{self.checksum[:16]}_"
                          f"{cfg.max_stored_features}.npz")
@@ -107,6 +108,16 @@ class SampleQualityEvaluator:
     chunk = config.eval_batch_size
     self._sample = jax.jit(lambda state, rng: _to_model_range(
         family.sample(config, state, rng, chunk), config.data.normalize))
+
+  def _classifier(self, name, root, source, gather):
+    """The feature network's logits when it classifies the data's own classes (for
+    `class_balance`), else None (Inception, unlabelled data, other classes)."""
+    if (self.info["architecture"] != features.ARCHITECTURE or not source.num_classes
+        or self.info["num_classes"] != source.num_classes):
+      return None
+    logits_fn, _ = features.load_classifier(name, root)
+    self.data_labels = source.labels
+    return lambda images: gather(logits_fn(images))
 
   def _reference(self, source, cache):
     if os.path.exists(cache):
@@ -123,6 +134,8 @@ class SampleQualityEvaluator:
     cfg = self.config.evaluation
     chunk = self.config.eval_batch_size
     streamer = _Streamer(cfg.max_stored_features)
+    classes = (class_balance.ClassCounter(self.data_labels, self.info["num_classes"])
+               if self.logits_fn else None)
     rng = jax.random.PRNGKey(self.config.seed + 3)  # The same latents at every evaluation.
     start = time.perf_counter()
     with jax.set_mesh(self.mesh):
@@ -130,6 +143,8 @@ class SampleQualityEvaluator:
         images = self._sample(state, jax.random.fold_in(rng, i))
         mask = (i * chunk + np.arange(chunk) < cfg.num_samples).astype(np.float32)
         streamer.add(self.features_fn(images), mask)  # Sharded like the samples.
+        if classes:
+          classes.add(self.logits_fn(images), mask)
         if jax.process_index() == 0 and (i + 1) % 10 == 0:  # Pixel-by-pixel samplers are slow.
           done = min((i + 1) * chunk, cfg.num_samples)
           print(f"sampling for FID/KID/P/R: {done} of {cfg.num_samples}, "
@@ -139,6 +154,8 @@ class SampleQualityEvaluator:
     p = self.prefix
     for name, value in compare(real, fake, cfg, self.config.seed).items():
       yield p + name, value
+    if classes:
+      yield from classes.metrics(p + "classes/")
     yield from ((p + "sample_metrics/num_samples", int(fake["count"])),
                 (p + "sample_metrics/num_reference", int(real["count"])),
                 (p + "sample_metrics/num_kid_pr_features", len(fake["features"])),

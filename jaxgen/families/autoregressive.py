@@ -106,7 +106,7 @@ def train_step(config, state: TrainState, batch):
   (loss, _), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
       batch, state.step_rng(), accumulate.unrolled(config))
-  state, update = train_state.apply_gradients(config, state, grads)
+  state, update = train_state.apply_gradients(config, state, grads, loss=loss)
   metrics = {"train/loss": loss,
              "train/bits_per_dim": likelihoods.bits_per_dim(loss, image.shape[1:])}
   return state, {**metrics, **{f"train/{k}": v for k, v in update.items()}}

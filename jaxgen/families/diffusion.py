@@ -197,7 +197,7 @@ def train_step(config, state: TrainState, batch):
   (loss, _), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
       batch, state.step_rng(), accumulate.unrolled(config))
-  state, update = train_state.apply_gradients(config, state, grads)
+  state, update = train_state.apply_gradients(config, state, grads, loss=loss)
   return state, {"train/loss": loss, **{f"train/{k}": v for k, v in update.items()}}
 
 

@@ -187,14 +187,15 @@ def train_step(config, state: TrainState, batch):
     (loss, (d_stats, metrics)), grads = grad_fn(state.params[D], state.model_state[D], real,
                                                 real_labels, fake, fake_labels, rng, step)
     state, update = train_state.apply_gradients(config, state, grads, network=D,
-                                                model_state=d_stats, advance=False)
-    metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"])
+                                                model_state=d_stats, advance=False, loss=loss)
+    metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"], d_skipped=update["skipped"])
     return state, metrics
 
   def with_g_stats(state, g_stats):
     return state.replace(model_state={**state.model_state, G: g_stats})
 
   labels = chunks["label"] if conditional else jnp.zeros(chunks["image"].shape[:2], jnp.int32)
+  d_skipped = 0.0  # Whether any critic update of this iteration was skipped (not finite).
   # Unrolled in the trace rather than a lax.scan: on XLA:CPU the scanned version of an
   # n_critic=2 step ran 5.5x slower (710 vs 130 ms, benchmarks/README.md); n_critic is small.
   for i in range(opts.n_critic - 1):
@@ -202,9 +203,10 @@ def train_step(config, state: TrainState, batch):
     real = chunks["image"][i]
     fake, (fake_labels, g_stats) = generate(state.params[G], state.model_state[G], g_rng,
                                             real.shape[0])
-    state, _ = d_update(with_g_stats(state, g_stats), real,
-                        labels[i] if conditional else None, jax.lax.stop_gradient(fake),
-                        fake_labels, d_rng)
+    state, metrics = d_update(with_g_stats(state, g_stats), real,
+                              labels[i] if conditional else None, jax.lax.stop_gradient(fake),
+                              fake_labels, d_rng)
+    d_skipped = jnp.maximum(d_skipped, metrics["d_skipped"])
 
   # The last critic update: its fake chunk also serves the generator update.
   real, real_labels = chunks["image"][-1], labels[-1] if conditional else None
@@ -214,6 +216,7 @@ def train_step(config, state: TrainState, batch):
       lambda p: generate(p, state.model_state[G], g_rng, num), state.params[G], has_aux=True)
   state, metrics = d_update(state, real, real_labels, jax.lax.stop_gradient(fake), fake_labels,
                             d_rng)
+  metrics["d_skipped"] = jnp.maximum(d_skipped, metrics["d_skipped"])
 
   def g_loss_fn(fake_images):
     if opts.diffaugment:
@@ -224,15 +227,27 @@ def train_step(config, state: TrainState, batch):
 
   (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
   (g_grads,) = g_vjp(fake_grads)
-  state = state.replace(model_state={G: new_g_stats, D: d_stats})
-  state, update = train_state.apply_gradients(config, state, g_grads, network=G)
+  state, update = _g_update(config, state, g_grads, g_loss, {G: new_g_stats, D: d_stats})
   return state, _step_metrics(metrics, g_loss, update)
 
 
+def _g_update(config, state: TrainState, grads, loss, model_state):
+  """The generator's update, with the BatchNorm statistics of both networks from its pass:
+  kept as they were, like G's parameters, when the update is skipped (not finite)."""
+  new, update = train_state.apply_gradients(config, state.replace(model_state=model_state),
+                                            grads, network=G, loss=loss)
+  kept = train_state.unless_skipped(update["skipped"] == 0, new.model_state, state.model_state)
+  return new.replace(model_state=kept), update
+
+
 def _step_metrics(d_metrics, g_loss, g_update):
-  metrics = {f"train/{k}": v for k, v in d_metrics.items()}  # The last critic update's.
+  """The last critic update's metrics, G's, and 'train/skipped': 1 if any update of the
+  iteration was skipped (`train_state.apply_gradients`)."""
+  metrics = {f"train/{k}": v for k, v in d_metrics.items()}
   metrics.update({"train/g_loss": g_loss, "train/g_grad_norm": g_update["grad_norm"],
-                  "train/learning_rate": g_update["learning_rate"]})
+                  "train/g_skipped": g_update["skipped"],
+                  "train/learning_rate": g_update["learning_rate"],
+                  "train/skipped": jnp.maximum(d_metrics["d_skipped"], g_update["skipped"])})
   return metrics
 
 
@@ -268,6 +283,7 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
                                micro.get("fake_label"))
     return gan_losses.generator_loss(opts.loss, logits), (g_stats, d_stats)
 
+  d_skipped = 0.0
   for i, key in enumerate(jax.random.split(state.step_rng(), opts.n_critic)):
     z_rng, y_rng, d_rng, g_rng = jax.random.split(key, 4)
     num = chunks["image"].shape[1]
@@ -278,14 +294,14 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
         functools.partial(d_loss, state), k, state.params[D], inputs, d_rng,
         accumulate.unrolled(config))
     state, update = train_state.apply_gradients(config, state, grads, network=D,
-                                                model_state=d_stats, advance=False)
-    metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"])
+                                                model_state=d_stats, advance=False, loss=loss)
+    d_skipped = jnp.maximum(d_skipped, update["skipped"])
+    metrics.update(d_loss=loss, d_grad_norm=update["grad_norm"], d_skipped=d_skipped)
   # The generator's update on the last chunk's latents, through the updated discriminator.
   (loss, (g_stats, d_stats)), grads = accumulate.value_and_grad(
       functools.partial(g_loss, state), k, state.params[G], inputs, g_rng,
       accumulate.unrolled(config))
-  state = state.replace(model_state={G: g_stats, D: d_stats})
-  state, update = train_state.apply_gradients(config, state, grads, network=G)
+  state, update = _g_update(config, state, grads, loss, {G: g_stats, D: d_stats})
   return state, _step_metrics(metrics, loss, update)
 
 

@@ -30,8 +30,10 @@ class Family(Protocol):
     """A fresh state: the networks' parameters through `train_state.create_state`."""
 
   def train_step(self, config, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    """One jitted iteration: the loss, then `train_state.apply_gradients`; metrics are
-    scalars named 'train/…'."""
+    """One jitted iteration: the loss, then `train_state.apply_gradients` (given the loss,
+    so a non-finite step is not applied); metrics are scalars named 'train/…', among them
+    'train/skipped' (1 when any update of the iteration was skipped), which the loop counts
+    (`jaxgen.nonfinite`)."""
 
   def sample(self, config, state: TrainState, rng: jax.Array, num: int,
              cond: Cond = None) -> Images:

@@ -88,7 +88,8 @@ def train_step(config, state: TrainState, batch):
   (loss, (stats, model_state)), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
       batch, state.step_rng(), accumulate.unrolled(config))
-  new_state, update = train_state.apply_gradients(config, state, grads, model_state=model_state)
+  new_state, update = train_state.apply_gradients(config, state, grads, model_state=model_state,
+                                                  loss=loss)
   metrics = {
       "train/loss": loss, "train/nelbo": stats["nelbo"],
       "train/reconstruction": stats["reconstruction"], "train/kl": stats["kl"],

@@ -22,10 +22,8 @@ def make_data(**overrides):
 
 
 @pytest.fixture(scope="module")
-def bundled_dir(tmp_path_factory):
-  """A TFDS data_dir with fashion_mnist_small prepared once for the module."""
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  datasets.load_split(make_data(data_dir=data_dir), "test")
+def bundled_dir(data_dir):
+  """The suite's TFDS data_dir with fashion_mnist_small prepared (conftest)."""
   return data_dir
 
 

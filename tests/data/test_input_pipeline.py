@@ -29,8 +29,7 @@ def take(ds, count):
 
 
 @pytest.fixture(scope="module")
-def bundled_test_split(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
+def bundled_test_split(data_dir):
   return datasets.load_split(make_data(data_dir=data_dir), "test")
 
 

@@ -7,19 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib
 from jaxgen.errors import UserError
 from jaxgen.evaluators import feature_store, features
 
-STEPS, BATCH_SIZE = 300, 32
+from tests.helpers import FEATURE_STEPS
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """(params, test accuracy) of one short run on the bundled data, shared by the module."""
-  data = config_lib.base_config().data
-  data.update(dict(data_dir=str(tmp_path_factory.mktemp("tfds")), normalize="symmetric"))
-  return features.train_classifier(data, STEPS, BATCH_SIZE, seed=0)
+def trained(feature_network):
+  """(params, test accuracy) of the suite's short run on the bundled data (conftest)."""
+  _, params, test_accuracy = feature_network
+  return params, test_accuracy
 
 
 @pytest.fixture
@@ -27,7 +25,8 @@ def saved(trained, tmp_path):
   """(root, info) of the trained network saved as 'fashion_mnist_small' in a fresh root."""
   params, test_accuracy = trained
   info = features.save(params, "fashion_mnist_small", str(tmp_path),
-                       dataset="fashion_mnist_small", steps=STEPS, test_accuracy=test_accuracy)
+                       dataset="fashion_mnist_small", steps=FEATURE_STEPS,
+                       test_accuracy=test_accuracy)
   return str(tmp_path), info
 
 

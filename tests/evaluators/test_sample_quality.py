@@ -15,13 +15,11 @@ GAN = "experiments/dcgan_fashion_mnist.py:small"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-  """(features root, data_dir, features_fn): a classifier trained briefly on the bundled data."""
-  root, data_dir = tmp_path_factory.mktemp("features"), tmp_path_factory.mktemp("tfds")
-  features.main_train_features("fashion_mnist_small", steps=100, batch_size=64, seed=0,
-                               data_dir=str(data_dir), root=str(root))
-  features_fn, _ = features.load("fashion_mnist_small", str(root))
-  return str(root), str(data_dir), features_fn
+def setup(feature_network, data_dir):
+  """(features root, data_dir, features_fn): the suite's briefly trained classifier."""
+  root = feature_network[0]
+  features_fn, _ = features.load("fashion_mnist_small", root)
+  return root, data_dir, features_fn
 
 
 def _split(data_dir, split):
@@ -69,6 +67,15 @@ def test_one_and_four_devices_give_the_same_scores(setup, monkeypatch):
   for key in ("eval/fid", "eval/kid", "eval/precision", "eval/recall"):
     np.testing.assert_allclose(scores[0][key], scores[1][key], rtol=1e-4, atol=1e-6, err_msg=key)
   assert scores[0]["eval/sample_metrics/num_samples"] == 200
+  # The classifier's class mix of the samples beside the data's, the same on 1 and 4 devices.
+  shares = [scores[0][f"eval/classes/sample_share/{k}"] for k in range(10)]
+  np.testing.assert_allclose(sum(shares), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(
+      sum(scores[0][f"eval/classes/data_share/{k}"] for k in range(10)), 1.0, rtol=1e-6)
+  assert 0 <= scores[0]["eval/classes/most_under_represented"] < 10
+  assert scores[0]["eval/classes/total_variation"] > 0.0  # An untrained generator is skewed.
+  for key in ("eval/classes/most_under_represented", "eval/classes/total_variation"):
+    assert scores[0][key] == scores[1][key], key
 
 
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")

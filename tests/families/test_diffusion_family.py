@@ -225,7 +225,7 @@ def test_one_step_and_an_evaluation_per_experiment_config(experiment, run):
 
 
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
-def test_one_and_four_devices_and_a_resumed_run_train_and_sample_alike(tmp_path):
+def test_one_and_four_devices_and_a_resumed_run_train_and_sample_alike(tmp_path, data_dir):
   """Through the loop on the bundled data, 3 steps each: on 1 device and on 4 the same
   losses and, seed for seed, the same guided samples of a class; 2 steps on 4 devices then
   a restart to 3 equal the uninterrupted 4-device run bit for bit (σ, noise and label
@@ -235,7 +235,7 @@ def test_one_and_four_devices_and_a_resumed_run_train_and_sample_alike(tmp_path)
   for name, (devices, stops) in runs.items():
     for total in stops:
       train.train_and_evaluate(small_config(
-          "experiments/edm_fashion_mnist.py", tmp_path / "tfds", total_steps=total,
+          "experiments/edm_fashion_mnist.py", data_dir, total_steps=total,
           # One resolution: the loop's code paths at half the tracing (most of this test).
           **{"mesh.data": devices, "sampling.guidance": 2.0, "model.multipliers": (1,)}),
           str(tmp_path / name))

@@ -75,7 +75,8 @@ def test_apply_gradients_per_network_advances_only_when_asked():
   config = _tiny_config()
   params = {"generator": {"w": jnp.ones(2)}, "discriminator": {"w": jnp.ones(3)}}
   state = train_state.create_state(config, params, jax.random.PRNGKey(0),
-                                   model_state={"generator": {}, "discriminator": {}},
+                                   model_state={"generator": {},
+                                                "discriminator": {"stats": jnp.ones(1)}},
                                    networks=("generator", "discriminator"),
                                    ema_networks=("generator",))
   assert set(state.ema_params) == {"generator"}

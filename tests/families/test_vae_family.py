@@ -121,6 +121,10 @@ def _samples(config, state):
   return jax.jit(lambda s, r: vae.sample(config, s, r, 3))(state, jax.random.PRNGKey(1))
 
 
+# Traced, not compiled: full widths, and CIFAR-10's RGB shapes through the 8-bit VAE's code.
+TRACED = ("experiments/vae_binarized_fashion_mnist.py:long", "experiments/vae_cifar10.py:small")
+
+
 @pytest.mark.parametrize("spec,overrides", [
     (BINARY, {"vae.train_k": "2"}),
     (BINARY, {"vae.train_k": "2", "model.pixel_layers": "2"}),  # IWAE through a pixel head.
@@ -133,6 +137,14 @@ def _samples(config, state):
 ])
 def test_one_step_per_experiment_and_samples_in_the_data_range(spec, overrides):
   config = config_lib.load(spec, overrides)
+  if spec in TRACED:  # Shapes and config only: the code paths are the compiled cases'.
+    step = jax.eval_shape(lambda b: vae.train_step(config, _state(config), b),
+                          _random_batch(config))
+    samples = jax.eval_shape(lambda s: vae.sample(config, s, jax.random.PRNGKey(1), 3),
+                             step[0])
+    assert {"train/loss", "train/nelbo"} <= set(step[1])
+    assert samples.shape == (3, *vae.image_shape(config))
+    return
   state, metrics = jax.jit(lambda s, b: vae.train_step(config, s, b))(_state(config),
                                                                       _random_batch(config))
   assert {"train/loss", "train/nelbo", "train/kl", "train/reconstruction",
