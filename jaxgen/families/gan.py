@@ -19,7 +19,7 @@ import ml_collections
 
 from jaxgen import accumulate, conditioning, families, models, sharding, train_state
 from jaxgen.errors import UserError
-from jaxgen.families import diffaugment, gan_losses
+from jaxgen.families import diffaugment, gan_losses, standing_stats
 from jaxgen.train_state import TrainState
 
 G, D = "generator", "discriminator"
@@ -42,7 +42,15 @@ def sampling_options() -> ml_collections.ConfigDict:
   """config.sampling: how `sample` draws (overridable at `jaxgen sample` / `evaluate`)."""
   return ml_collections.ConfigDict(dict(
       truncation=0.0,  # Latents from N(0, I) truncated to [-t, t] (truncation trick); 0 = off.
+      # The generator's BatchNorm statistics when sampling: 'standing', measured on a batch
+      # of the sampled weights' own outputs (`standing_stats`), or 'running', the averages
+      # training kept, which belong to the raw weights, not to the EMA ones sampled.
+      batch_stats="standing",
   ))
+
+# One batch of untrained-distribution latents, from a fixed key: the statistics, and so the
+# samples of a seed, do not depend on how sampling is chunked.
+STANDING_BATCH, STANDING_KEY = 512, 20240
 
 
 def build_models(config):
@@ -308,12 +316,20 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
 def generate_from(config, state: TrainState, z, labels=None):
   """Images [b, H, W, C] in [-1, 1] from latents z [b, latent_dim] (and labels [b] when
   conditional; None cycles through the classes), with BatchNorm in inference mode, from the
-  EMA generator when one is kept."""
+  EMA generator when one is kept, with the statistics config.sampling.batch_stats names."""
   generator, _ = build_models(config)
   if labels is None:
     labels = conditioning.class_labels(config, z.shape[0])
-  return generator.apply({"params": train_state.sampling_params(state, G),
-                          "batch_stats": state.model_state[G]}, z, labels, train=False)
+  params, stats = train_state.sampling_params(state, G), state.model_state[G]
+  mode = families.sampling(config).batch_stats
+  if mode not in ("standing", "running"):
+    raise UserError(f"sampling.batch_stats={mode!r}: expected 'standing' or 'running'")
+  if mode == "standing" and stats:
+    z_rng, y_rng = jax.random.split(jax.random.PRNGKey(STANDING_KEY))
+    stats = standing_stats.measure(
+        generator, params, stats, _latents(z_rng, STANDING_BATCH, generator.latent_dim),
+        _fake_labels(config, y_rng, STANDING_BATCH))
+  return generator.apply({"params": params, "batch_stats": stats}, z, labels, train=False)
 
 
 def sample(config, state: TrainState, rng, num: int, cond=None):

@@ -36,8 +36,8 @@ def stages(image_size: int) -> tuple[int, int]:
 
 
 def _batch_norm(train: bool, dtype: Any) -> nn.BatchNorm:
-  # Flax momentum 0.9 keeps 90% of the old running average: PyTorch's momentum=0.1.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+  return nn.BatchNorm(use_running_average=not train, momentum=gan_parts.BATCH_NORM_MOMENTUM,
+                      epsilon=1e-5, dtype=dtype,
                       scale_init=_scale_init)
 
 

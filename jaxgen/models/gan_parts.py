@@ -10,6 +10,10 @@ import jax.numpy as jnp
 
 from jaxgen.errors import UserError
 
+# Flax keeps momentum·old + (1 − momentum)·batch: 0.9 is PyTorch's momentum=0.1. Shared with
+# the GAN family, which measures the generator's own statistics (`gan.standing_stats`).
+BATCH_NORM_MOMENTUM = 0.9
+
 
 def spectral(layer: nn.Module, enabled: bool, train: bool):
   """`layer`, normalised by its weight's largest singular value when `enabled`.

@@ -25,7 +25,8 @@ def _downsample(x):
 
 
 def _batch_norm(train: bool, dtype: Any) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  return nn.BatchNorm(use_running_average=not train, momentum=gan_parts.BATCH_NORM_MOMENTUM,
+                      epsilon=1e-5, dtype=dtype)
 
 
 class _UpBlock(nn.Module):

@@ -197,3 +197,32 @@ def test_sampling_labels_are_checked_against_the_classes():
   assert conditioning.class_labels(unconditional, 3, None) is None
   with pytest.raises(UserError, match="unconditional"):
     conditioning.class_labels(unconditional, 3, 0)
+
+
+def test_standing_statistics_are_the_batch_statistics_of_the_sampled_weights():
+  """Measured on a batch, then applied in inference mode to that batch, they give exactly
+  the train-mode output (each layer normalised by its own batch statistics)."""
+  from jaxgen.families import standing_stats
+  config, state, _ = _setup()
+  generator, _ = gan.build_models(config)
+  params, stats = state.params[gan.G], state.model_state[gan.G]
+  z = jax.random.normal(jax.random.PRNGKey(4), (16, generator.latent_dim))
+  measured = jax.jit(lambda p, s: standing_stats.measure(generator, p, s, z, None))(params,
+                                                                                  stats)
+  train_mode, _ = generator.apply({"params": params, "batch_stats": stats}, z, None, train=True,
+                                  mutable=["batch_stats"])
+  inference = generator.apply({"params": params, "batch_stats": measured}, z, None, train=False)
+  np.testing.assert_allclose(inference, train_mode, atol=2e-5)
+  assert not np.allclose(generator.apply({"params": params, "batch_stats": stats}, z, None,
+                                         train=False), train_mode, atol=1e-3)
+
+
+def test_an_ema_generator_equal_to_the_raw_one_samples_identically():
+  config, state, batch = _setup(ema_decay=0.5)
+  new, _ = jax.jit(lambda s, b: gan.train_step(config, s, b))(state, batch)
+  raw_config, _, _ = _setup(ema_decay=0.0)
+  equal = new.replace(ema_params={gan.G: new.params[gan.G]})
+  sample = lambda c, s: jax.jit(lambda s: gan.sample(c, s, jax.random.PRNGKey(0), 4))(s)
+  np.testing.assert_array_equal(sample(config, equal),
+                                sample(raw_config, new.replace(ema_params={})))
+  assert not np.allclose(sample(config, new), sample(config, equal))  # The real EMA differs.
