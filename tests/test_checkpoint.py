@@ -96,7 +96,8 @@ def test_a_failed_save_is_one_line_and_keeps_the_earlier_checkpoints(fault, data
   naming the step and the intact one to resume from (exit code 2, no traceback from
   orbax's threads); the earlier checkpoints restore."""
   workdir = str(tmp_path / "run")
-  # One checkpoint of this VAE is about 2 MiB: room for two.
+  # One checkpoint of this VAE takes 4 MiB on disk (du -sk: 4080): room for one, so the
+  # second save (step 2) fails.
   with _small_filesystem(tmp_path / "fs", 5 * 1024) as fs:
     if fs is None:
       _fail_saves_after(monkeypatch, 2, OSError(28, "No space left on device") if

@@ -194,3 +194,18 @@ def test_the_command_prints_the_counts_and_fails_in_one_line(folder, tmp_path, c
     jaxgen_main.main(["prepare-data", "--out", str(tmp_path / "x")])
   assert exit_info.value.code == 2
   assert "one of the arguments --folder --tfds is required" in capsys.readouterr().err
+
+
+def test_an_exclusion_list_leaves_its_records_out_of_the_preparation(folder, tmp_path):
+  """`prepare-data --exclude` (the list `jaxgen audit-data` writes): the named files are not
+  prepared, and the manifest says which list removed how many."""
+  listed = tmp_path / "exclude.txt"
+  listed.write_text("# audit-data's list\ntrain/shirt/000.png\ntrain/shoe/001.png\n"
+                    "test/shirt/000.png\n")
+  out = tmp_path / "ds"
+  manifest = prepare.prepare(str(out), folder=str(folder), channels=1, shard_size=200,
+                             workers=1, exclude=str(listed))
+  assert manifest["splits"]["train"]["num_examples"] == 190
+  assert manifest["splits"]["train"]["class_counts"] == {"0": 95, "1": 95}
+  assert manifest["splits"]["test"]["num_examples"] == 39
+  assert manifest["exclude"] == {"file": str(listed), "count": 3}
