@@ -24,7 +24,6 @@ the later copy of each duplicate, a training image that leaks a test image) that
 
 import collections
 import hashlib
-import io
 import json
 import os
 
@@ -89,18 +88,10 @@ def _is_train(name: str) -> bool:
 
 def _inspect(split, name, source, label) -> dict:
   from PIL import Image
-  if isinstance(source, np.ndarray):
-    image = Image.fromarray(source[..., 0] if source.shape[-1] == 1 else source)
-  else:
-    with open(source, "rb") as f:
-      image = Image.open(io.BytesIO(f.read()))
-    image.load()
+  from jaxgen.data import prepare
+  image = prepare.open_image(source)
   mode, size = image.mode, image.size
-  if mode.startswith("I"):
-    grey = Image.fromarray((np.asarray(image, np.float64) / 257.0).clip(0, 255).astype(
-        np.uint8))
-  else:
-    grey = image.convert("L")
+  grey = prepare.to_8_bit(image).convert("L")
   pixels = np.asarray(image.convert("RGB") if mode not in ("L", "1") and not
                       mode.startswith("I") else grey)
   dhash = np.asarray(grey.resize((9, 8), Image.BILINEAR), np.int16)

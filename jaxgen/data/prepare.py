@@ -157,14 +157,7 @@ def _load(source, image_size: int | None, channels: int | None) -> np.ndarray:
   RGB, alpha dropped, grey or RGB as `channels` says, centre-cropped to a square and
   resized (antialiased) when `image_size` is set. Raises on an undecodable file."""
   from PIL import Image
-  if isinstance(source, np.ndarray):
-    image = Image.fromarray(source[..., 0] if source.shape[-1] == 1 else source)
-  else:
-    image = Image.open(source)
-    image.load()
-  if image.mode.startswith("I"):  # 16- or 32-bit integer greys.
-    image = Image.fromarray((np.asarray(image, np.float64) / 257.0).clip(0, 255).astype(
-        np.uint8))
+  image = to_8_bit(open_image(source))
   channels = channels or (1 if image.mode in ("L", "1") else 3)
   image = image.convert("L" if channels == 1 else "RGB")
   if image_size is not None:
@@ -174,6 +167,25 @@ def _load(source, image_size: int | None, channels: int | None) -> np.ndarray:
         (image_size, image_size), Image.BILINEAR, reducing_gap=None)
   array = np.asarray(image, np.uint8)
   return array.reshape(*array.shape[:2], -1)
+
+
+def open_image(source):
+  """The PIL image of a file path or a uint8 [H, W, C] array, decoded (raises on a bad
+  file)."""
+  from PIL import Image
+  if isinstance(source, np.ndarray):
+    return Image.fromarray(source[..., 0] if source.shape[-1] == 1 else source)
+  image = Image.open(source)
+  image.load()
+  return image
+
+
+def to_8_bit(image):
+  """16- or 32-bit integer greys (PIL modes I, I;16…) scaled to 8-bit grey; others as is."""
+  from PIL import Image
+  if not image.mode.startswith("I"):
+    return image
+  return Image.fromarray((np.asarray(image, np.float64) / 257.0).clip(0, 255).astype(np.uint8))
 
 
 def _shard(task) -> dict:
