@@ -53,7 +53,9 @@ def test_an_exact_likelihood_step_is_the_same_accumulated_or_not_on_one_or_four_
 
 @pytest.mark.parametrize("experiment,overrides", [
     ("vae_fashion_mnist", {}),
-    ("edm_fashion_mnist", {"model.image_size": "8", "model.multipliers": "(1,)"})])
+    # Slow: the same scan and key folding as the VAE's, through a U-Net.
+    pytest.param("edm_fashion_mnist", {"model.image_size": "8", "model.multipliers": "(1,)"},
+                 marks=pytest.mark.slow)])
 def test_an_accumulated_step_follows_the_mean_gradient_of_its_micro_batches(experiment,
                                                                             overrides):
   """Families that draw noise: the scanned, summed step equals one SGD step along the

@@ -106,6 +106,7 @@ def test_bad_arguments_are_one_line_too(cli):
   assert_only_error_line(cli("sample", "--num", "3"), "--workdir", "jaxgen sample -h")
 
 
+@pytest.mark.slow  # Two CLI runs to see log lines come back.
 def test_verbose_brings_the_library_logs_back(tmp_path, cli, monkeypatch):
   args = ("train", "--config", VAE, "--workdir", str(tmp_path / "run"),
           "--config.data.name=no_such_dataset_xyz")

@@ -78,6 +78,9 @@ def test_parameter_sharded_mesh_matches_data_parallel(data_dir, run, tmp_path):
                final_params(str(tmp_path)), final_params(run(EXPERIMENTS[0], "four")))
 
 
+# Slow: the loop's 1-vs-4 agreement is the fast tier's for the VAE, the GAN, diffusion and
+# prepared data; the exact likelihood's sharded step is tests/test_accumulate.py's.
+@pytest.mark.slow
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
 @pytest.mark.parametrize("experiment", ["experiments/vqvae_fashion_mnist.py",
                                         "experiments/gated_pixelcnn_fashion_mnist.py"])
@@ -142,6 +145,7 @@ def test_init_from_starts_a_fresh_run_from_another_runs_parameters(data_dir, run
                              str(tmp_path / "other"))
 
 
+@pytest.mark.slow  # init_from itself is the test above's.
 def test_init_from_grows_a_model_by_new_parts_and_refuses_to_drop_any(data_dir, tmp_path):
   """A pixel head grown onto a trained VAE: the source's arrays carried, the head's new ones
   at the initialisation a fresh run would give them; the reverse would drop the head."""

@@ -159,6 +159,7 @@ def test_fashion_mnist_not_prepared_and_offline_says_what_to_do(tmp_path, monkey
     datasets.load_split(data, "test")
 
 
+@pytest.mark.slow  # The full 70k images; the bundled subset takes the same path in seconds.
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_DIR), reason="needs Debian's dataset-fashion-mnist")
 def test_fashion_mnist_prepares_offline_from_debian_files(tmp_path):
   data = make_data(name="fashion_mnist", data_dir=str(tmp_path), manual_dir=DEBIAN_DIR)

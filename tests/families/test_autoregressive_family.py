@@ -29,14 +29,16 @@ def _tiny(name, channels=1, height=5, **model):
   return config
 
 
+# Eager, every jax op compiles a program of its own (50-80 ms each on 2 cores): the tests
+# jit their family and model calls, with configs and Python ints closed over.
 def _state(config):
   return helpers.init_state(ar, config)
 
 
 def _batch(config, n=4):
   shape = (n, *ar.image_shape(config))
-  return {"image": jax.random.randint(jax.random.PRNGKey(1), shape, 0, 256),
-          "label": jnp.arange(n) % 10}
+  return jax.jit(lambda: {"image": jax.random.randint(jax.random.PRNGKey(1), shape, 0, 256),
+                          "label": jnp.arange(n) % 10})()
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -48,7 +50,9 @@ def test_one_step_per_experiment_config_and_untrained_bits_near_eight(name):
   assert 6.0 < float(metrics["train/bits_per_dim"]) < 10.0
 
 
-CASES = [("pixelcnn", 1), ("pixelcnn", 3), ("gated_pixelcnn", 1), ("pixelcnnpp", 1),
+# Each network once in the fast tier; the grey cases of networks tested in RGB are slow.
+CASES = [pytest.param("pixelcnn", 1, marks=pytest.mark.slow), ("pixelcnn", 3),
+         ("gated_pixelcnn", 1), pytest.param("pixelcnnpp", 1, marks=pytest.mark.slow),
          ("pixelcnnpp", 3), ("rowlstm", 3)]
 
 
@@ -65,7 +69,7 @@ def test_cached_sampling_draws_exactly_what_naive_sampling_draws(name, channels)
   np.testing.assert_array_equal(cached, naive)
   np.testing.assert_allclose(cached_log_prob, naive_log_prob, rtol=1e-5)
   # The sampler's per-step log-probabilities sum to the parallel (training) pass's log p(x).
-  parallel = -ar.nll_nats(config, state.params, cached)
+  parallel = jax.jit(lambda p, x: -ar.nll_nats(config, p, x))(state.params, cached)
   np.testing.assert_allclose(cached_log_prob, parallel, rtol=1e-5)
   # Untrained models spread their mass: the draws are not all one value.
   assert len(np.unique(np.asarray(cached))) > 10
@@ -74,13 +78,13 @@ def test_cached_sampling_draws_exactly_what_naive_sampling_draws(name, channels)
 def test_conditional_samples_follow_their_labels_and_cycle_by_default():
   config = _tiny("gated_pixelcnn", 1, height=4, num_classes=3)
   state = _state(config)
-  state = state.replace(params=jax.tree.map(lambda p: p * 3.0, state.params))
   rng = jax.random.PRNGKey(0)
-  by_default = ar.sample(config, state, rng, 3)
-  np.testing.assert_array_equal(by_default, ar.sample(config, state, rng, 3,
-                                                      {"label": jnp.array([0, 1, 2])}))
-  assert not np.array_equal(by_default, ar.sample(config, state, rng, 3,
-                                                  {"label": jnp.array([1, 1, 1])}))
+  # One program for both label sets (and one without labels).
+  sample = jax.jit(lambda s, cond: ar.sample(
+      config, s.replace(params=jax.tree.map(lambda p: p * 3.0, s.params)), rng, 3, cond))
+  by_default = sample(state, None)
+  np.testing.assert_array_equal(by_default, sample(state, {"label": jnp.array([0, 1, 2])}))
+  assert not np.array_equal(by_default, sample(state, {"label": jnp.array([1, 1, 1])}))
 
 
 def test_nll_is_exact_against_summing_the_conditionals_by_hand():
@@ -90,13 +94,22 @@ def test_nll_is_exact_against_summing_the_conditionals_by_hand():
   state = _state(config)
   image = _batch(config, 2)["image"]
   model = ar.build_model(config)
+
+  @jax.jit  # t traced: one program for the nine pixels.
+  def log_probs(params, t):
+    i, j = t // 3, t % 3
+    hidden = (jnp.arange(9) >= t).reshape(1, 3, 3, 1)  # Pixels t, t + 1, … in raster order.
+    visible = jnp.where(hidden, 0, image)
+    logits = model.apply({"params": params}, ar._network_input(visible))[:, i, j, 0]
+    return jax.nn.log_softmax(logits)
+
   total = np.zeros(2)
   for t in range(9):
     i, j = divmod(t, 3)
-    visible = image.reshape(2, 9, 1).at[:, t:].set(0).reshape(image.shape)
-    logits = model.apply({"params": state.params}, ar._network_input(visible))[:, i, j, 0]
-    total -= np.asarray(jax.nn.log_softmax(logits))[np.arange(2), np.asarray(image)[:, i, j, 0]]
-  np.testing.assert_allclose(ar.nll_nats(config, state.params, image), total, rtol=1e-5)
+    logits = np.asarray(log_probs(state.params, t))
+    total -= logits[np.arange(2), np.asarray(image)[:, i, j, 0]]
+  np.testing.assert_allclose(jax.jit(lambda p: ar.nll_nats(config, p, image))(state.params),
+                             total, rtol=1e-5)
 
 
 def test_a_fixed_batch_is_overfit():
@@ -114,7 +127,8 @@ def test_a_fixed_batch_is_overfit():
 def test_eval_metrics_are_per_example_bits_per_dim():
   config = _tiny("pixelcnnpp", 1, height=4)
   batch = _batch(config, 3)
-  metrics = ar.eval_metrics(config, _state(config), batch, None)
+  metrics = jax.device_get(jax.jit(lambda s, b: ar.eval_metrics(config, s, b, None))(
+      _state(config), batch))
   np.testing.assert_allclose(metrics["bits_per_dim"],
                              metrics["nll_nats"] / (16 * np.log(2.0)), rtol=1e-6)
   assert metrics["nll_nats"].shape == (3,)

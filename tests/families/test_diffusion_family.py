@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib, inference, train
+from jaxgen import config as config_lib, train
 from jaxgen.errors import UserError
 from jaxgen.families import diffusion, diffusion_bound, diffusion_samplers as samplers
 
@@ -134,9 +134,17 @@ def _init(config):
       jax.random.PRNGKey(0))
 
 
+# One resolution: the family's code paths (the U-Net's levels are tests/models/test_unet.py's)
+# at about half the compile time of the :small U-Net's two.
+ONE_LEVEL = {"model.multipliers": "(1,)"}
+# And at 8×8, for the tests that run many steps or the loop: the same programs' size (compile
+# time follows the number of operations, not the image size), a fraction of their run time.
+EIGHT_BY_EIGHT = {**ONE_LEVEL, "model.image_size": "8"}
+
+
 @pytest.fixture(scope="module")
 def small():
-  config = config_lib.load(SMALL, {})
+  config = config_lib.load(SMALL, ONE_LEVEL)
   state = _init(config)
   # A trained-looking network: scaled-up weights make conditional and unconditional differ.
   state = state.replace(params=jax.tree.map(lambda p: p + 0.05, state.params))
@@ -167,15 +175,15 @@ def test_sampling_is_deterministic_per_seed_and_in_range(small):
   assert not np.array_equal(a, draw(jax.random.PRNGKey(7)))
 
 
-def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class(small):
-  config, _ = small
+def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class():
+  config = config_lib.load(SMALL, EIGHT_BY_EIGHT)
   with config.unlocked():
     config.optim.warmup_steps = 0
     config.optim.learning_rate = 2e-3
   state = _init(config)
   # Two images (a bright square on dark, and its negative), four copies each: a batch a
   # small network can learn to denoise in a few dozen steps.
-  square = -jnp.ones((28, 28, 1)).at[7:21, 7:21].set(1.0)
+  square = -jnp.ones((8, 8, 1)).at[2:6, 2:6].set(1.0)
   images = jnp.stack([square, -square] * 4)
   batch = {"image": images, "label": jnp.arange(8) % 2}
   step = jax.jit(lambda s, b: diffusion.train_step(config, s, b))
@@ -204,7 +212,7 @@ def test_one_step_and_an_evaluation_per_experiment_config(experiment, run):
   """The experiments the other tests do not train (edm_fashion_mnist is trained above): one
   step, then eval metrics with a bound in a sane range. CIFAR-10's 32×32 RGB U-Net takes
   the code paths edm_fashion_mnist does, so it is traced (shapes, config), not compiled."""
-  config = config_lib.load(f"experiments/{experiment}.py:small", {})
+  config = config_lib.load(f"experiments/{experiment}.py:small", ONE_LEVEL if run else {})
   shape = diffusion.image_shape(config)
   pixels = jax.random.randint(jax.random.PRNGKey(1), (4, *shape), 0, 256)
   batch = {"image": pixels / 127.5 - 1.0, "label": jnp.arange(4) % 10}
@@ -224,30 +232,46 @@ def test_one_step_and_an_evaluation_per_experiment_config(experiment, run):
     assert 1.0 < float(jnp.mean(evaluated["bound_bits_per_dim"])) < 30.0, evaluated
 
 
+def _train(data_dir, workdir, devices, *stops):
+  from tests.helpers import small_config
+  for total in stops:
+    train.train_and_evaluate(small_config(
+        "experiments/edm_fashion_mnist.py", data_dir, total_steps=total,
+        **{"mesh.data": devices, "sampling.guidance": 2.0, "data.image_size": 8,
+           **EIGHT_BY_EIGHT}), str(workdir))
+
+
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
-def test_one_and_four_devices_and_a_resumed_run_train_and_sample_alike(tmp_path, data_dir):
-  """Through the loop on the bundled data, 3 steps each: on 1 device and on 4 the same
-  losses and, seed for seed, the same guided samples of a class; 2 steps on 4 devices then
-  a restart to 3 equal the uninterrupted 4-device run bit for bit (σ, noise and label
-  dropout all come from the step's key)."""
-  from tests.helpers import final_params, read_metrics, small_config
-  runs = {"one": (1, (3,)), "four": (4, (3,)), "resumed": (4, (2, 3))}
-  for name, (devices, stops) in runs.items():
-    for total in stops:
-      train.train_and_evaluate(small_config(
-          "experiments/edm_fashion_mnist.py", data_dir, total_steps=total,
-          # One resolution: the loop's code paths at half the tracing (most of this test).
-          **{"mesh.data": devices, "sampling.guidance": 2.0, "model.multipliers": (1,)}),
-          str(tmp_path / name))
-  losses = {name: [r["train/loss"] for r in read_metrics(tmp_path / name)] for name in runs}
-  assert len(losses["resumed"]) == 3 and losses["resumed"] == losses["four"]
-  jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path / "four"),
-               final_params(tmp_path / "resumed"))
+def test_one_device_resumed_and_four_devices_train_and_sample_alike(tmp_path, data_dir):
+  """Through the loop on the bundled data: 2 steps on 1 device then a restart to 3, against 3
+  uninterrupted steps on 4 devices: the same losses and the same guided samples, one class
+  per column, in the loop's last sample grid (σ, noise and label dropout all come from the
+  step's key)."""
+  from tests.helpers import read_metrics
+  _train(data_dir, tmp_path / "one", 1, 2, 3)
+  _train(data_dir, tmp_path / "four", 4, 3)
+  losses = {name: [r["train/loss"] for r in read_metrics(tmp_path / name)]
+            for name in ("one", "four")}
+  assert len(losses["one"]) == 3
   np.testing.assert_allclose(losses["one"], losses["four"], rtol=2e-4)
-  one, four = (inference.sample_uint8(*inference.restore(str(tmp_path / name)), num=4, seed=3,
-                                      label=5) for name in ("one", "four"))
-  assert one.shape == (4, 28, 28, 1)
-  np.testing.assert_allclose(one.astype(int), four.astype(int), atol=1)
+  from PIL import Image
+  one, four = (np.asarray(Image.open(tmp_path / name / "samples" / "step_00000003.png"), int)
+               for name in ("one", "four"))
+  assert one.shape == (8 + 2 * 2, 10 * (8 + 2) + 2)  # 4 samples in the 10 classes' columns.
+  np.testing.assert_allclose(one, four, atol=1)
+
+
+@pytest.mark.slow  # Bit for bit; the fast test above resumes to within float tolerance.
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+def test_a_resumed_run_equals_the_uninterrupted_one_bit_for_bit(tmp_path, data_dir):
+  from tests.helpers import final_params, read_metrics
+  _train(data_dir, tmp_path / "uninterrupted", 4, 3)
+  _train(data_dir, tmp_path / "resumed", 4, 2, 3)
+  losses = {name: [r["train/loss"] for r in read_metrics(tmp_path / name)]
+            for name in ("uninterrupted", "resumed")}
+  assert len(losses["resumed"]) == 3 and losses["resumed"] == losses["uninterrupted"]
+  jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path / "uninterrupted"),
+               final_params(tmp_path / "resumed"))
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -6,7 +6,6 @@ import os
 import types
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -52,18 +51,25 @@ def _adam(lr):
               schedule="constant", warmup_steps=0, grad_clip=0.0)
 
 
+# Eager, every jax op compiles a program of its own (50-80 ms each on 2 cores): the tests
+# below jit their state, family and likelihood calls, and compare in numpy.
 def test_apply_gradients_is_one_optimizer_step_with_ema_and_metrics():
   config = ml_collections.ConfigDict(dict(total_steps=10, ema_decay=0.9, optim=_adam(0.1)))
-  params = {"w": jnp.array([1.0, -2.0])}
-  state = train_state.create_state(config, params, jax.random.PRNGKey(0))
+  params = {"w": np.array([1.0, -2.0], np.float32)}
+  grads = {"w": np.array([3.0, 4.0], np.float32)}
+
+  @jax.jit
+  def step_and_reference(params, grads):
+    state = train_state.create_state(config, params, jax.random.PRNGKey(0))
+    new, metrics = train_state.apply_gradients(config, state, grads)
+    tx = optax.adam(0.1)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return (state, new, metrics, optax.apply_updates(params, updates),
+            train_state.ema_decay_at(0.9, 0))
+  state, new, metrics, expected, d = step_and_reference(params, grads)
   assert int(state.step) == 0 and set(state.ema_params) == {"w"}
-  grads = {"w": jnp.array([3.0, 4.0])}
-  new, metrics = train_state.apply_gradients(config, state, grads)
-  tx = optax.adam(0.1)
-  updates, _ = tx.update(grads, tx.init(params), params)
-  expected = optax.apply_updates(params, updates)
   np.testing.assert_allclose(new.params["w"], expected["w"], rtol=1e-6)
-  d = float(train_state.ema_decay_at(0.9, 0))  # Warm-up: 1/10 at step 0.
+  d = float(d)  # Warm-up: 1/10 at step 0.
   np.testing.assert_allclose(new.ema_params["w"], d * params["w"] + (1 - d) * expected["w"],
                              rtol=1e-6)
   assert int(new.step) == 1
@@ -73,44 +79,47 @@ def test_apply_gradients_is_one_optimizer_step_with_ema_and_metrics():
 
 def test_apply_gradients_per_network_advances_only_when_asked():
   config = _tiny_config()
-  params = {"generator": {"w": jnp.ones(2)}, "discriminator": {"w": jnp.ones(3)}}
-  state = train_state.create_state(config, params, jax.random.PRNGKey(0),
-                                   model_state={"generator": {},
-                                                "discriminator": {"stats": jnp.ones(1)}},
-                                   networks=("generator", "discriminator"),
-                                   ema_networks=("generator",))
+  ones = lambda n: np.ones(n, np.float32)
+  params = {"generator": {"w": ones(2)}, "discriminator": {"w": ones(3)}}
+  create = lambda config: jax.jit(lambda p: train_state.create_state(
+      config, p, jax.random.PRNGKey(0), model_state={"generator": {},
+                                                     "discriminator": {"stats": ones(1)}},
+      networks=("generator", "discriminator"), ema_networks=("generator",)))(params)
+  state = create(config)
   assert set(state.ema_params) == {"generator"}
-  d_state, d_metrics = train_state.apply_gradients(
-      config, state, {"w": jnp.ones(3)}, network="discriminator",
-      model_state={"stats": jnp.zeros(1)}, advance=False)
+  d_state, d_metrics = jax.jit(lambda s: train_state.apply_gradients(
+      config, s, {"w": ones(3)}, network="discriminator",
+      model_state={"stats": np.zeros(1, np.float32)}, advance=False))(state)
   assert int(d_state.step) == 0
   np.testing.assert_array_equal(d_state.params["generator"]["w"], params["generator"]["w"])
   assert not np.allclose(d_state.params["discriminator"]["w"], 1.0)
   assert set(d_state.model_state["discriminator"]) == {"stats"}
   np.testing.assert_allclose(d_metrics["learning_rate"], 0.2, rtol=1e-6)
-  g_state, _ = train_state.apply_gradients(config, d_state, {"w": jnp.ones(2)},
-                                           network="generator")
+  g_state, _ = jax.jit(lambda s: train_state.apply_gradients(config, s, {"w": ones(2)},
+                                                             network="generator"))(d_state)
   assert int(g_state.step) == 1
   assert not np.allclose(g_state.ema_params["generator"]["w"], 1.0)
   np.testing.assert_array_equal(g_state.params["discriminator"]["w"],
                                 d_state.params["discriminator"]["w"])
   # No EMA kept: every network samples with its live parameters.
-  off = train_state.create_state(_tiny_config(ema_decay=0.0), params, jax.random.PRNGKey(0),
-                                 networks=("generator", "discriminator"),
-                                 ema_networks=("generator",))
+  off = jax.jit(lambda p: train_state.create_state(
+      _tiny_config(ema_decay=0.0), p, jax.random.PRNGKey(0),
+      networks=("generator", "discriminator"), ema_networks=("generator",)))(params)
   assert off.ema_params == {}
   assert train_state.sampling_params(off, "generator") is off.params["generator"]
 
 
 def test_temperature_sharpens_categorical_and_mixture_draws():
-  logits = jnp.log(jnp.array([[0.5, 0.3, 0.2]]))
+  logits = np.log(np.array([[0.5, 0.3, 0.2]], np.float32))
   assert likelihoods.temper("categorical", logits, 1, 1.0) is logits
-  cold = jax.nn.softmax(likelihoods.temper("categorical", logits, 1, 0.5))
+  cold = np.asarray(jax.jit(lambda l: jax.nn.softmax(likelihoods.temper("categorical", l, 1,
+                                                                        0.5)))(logits))
   expected = np.array([0.25, 0.09, 0.04]) / 0.38  # p^(1/t), renormalised.
   np.testing.assert_allclose(cold[0], expected, rtol=1e-5)
   # Logistic mixture (K=2, grey): component logits / t, log-scales + log t, means unchanged.
-  params = jnp.arange(6, dtype=jnp.float32)[None, None, None] * 0.1
-  tempered = likelihoods.temper("logistic_mixture", params, 1, 2.0)
+  params = np.arange(6, dtype=np.float32)[None, None, None] * np.float32(0.1)
+  tempered = np.asarray(jax.jit(lambda p: likelihoods.temper("logistic_mixture", p, 1, 2.0))(
+      params))
   np.testing.assert_allclose(tempered[..., :2], params[..., :2] / 2.0, rtol=1e-6)
   np.testing.assert_allclose(tempered[..., 2:4], params[..., 2:4], rtol=1e-6)
   np.testing.assert_allclose(tempered[..., 4:], params[..., 4:] + np.log(2.0), rtol=1e-6)
@@ -124,26 +133,34 @@ def test_autoregressive_temperature_reaches_the_sampler():
     config.model.image_size = 3
   state = helpers.init_state(ar, config)
   rng = jax.random.PRNGKey(1)
-  default, default_lp = ar.sample_with_log_probs(config, state, rng, 2)
+  # Traced anew at each call: with config's temperature at that time.
+  draw = lambda: jax.jit(lambda s: ar.sample_with_log_probs(config, s, rng, 2))(state)
+  default, default_lp = draw()
   with config.unlocked():
     config.sampling.temperature = 0.05  # Near-greedy: every draw is close to certain.
-  cold, cold_lp = ar.sample_with_log_probs(config, state, rng, 2)
+  cold, cold_lp = draw()
   assert not np.array_equal(default, cold)
   assert np.all(np.asarray(cold_lp) > np.asarray(default_lp))
 
 
 def test_gan_truncation_bounds_the_sampling_latents_only():
-  z = gan._latents(jax.random.PRNGKey(0), 256, 8, truncation=0.5)
-  assert float(jnp.max(jnp.abs(z))) <= 0.5
-  np.testing.assert_array_equal(gan._latents(jax.random.PRNGKey(0), 4, 8),
-                                jax.random.normal(jax.random.PRNGKey(0), (4, 8)))
+  @jax.jit
+  def truncated_plain_and_normal(rng):
+    return (gan._latents(rng, 256, 8, truncation=0.5), gan._latents(rng, 4, 8),
+            jax.random.normal(rng, (4, 8)))
+  z, plain, normal = map(np.asarray, truncated_plain_and_normal(jax.random.PRNGKey(0)))
+  assert float(np.max(np.abs(z))) <= 0.5
+  np.testing.assert_array_equal(plain, normal)
   config = config_lib.load("experiments/dcgan_fashion_mnist.py:small",
                            {"sampling.truncation": "0.5"})
   state = helpers.init_state(gan, config)
   rng = jax.random.PRNGKey(3)
-  z = gan._latents(rng, 4, gan.latent_dim(config), 0.5)
-  np.testing.assert_allclose(gan.sample(config, state, rng, 4),
-                             gan.generate_from(config, state, z), rtol=1e-6)
+
+  @jax.jit
+  def sampled_and_generated(state):
+    z = gan._latents(rng, 4, gan.latent_dim(config), 0.5)
+    return gan.sample(config, state, rng, 4), gan.generate_from(config, state, z)
+  np.testing.assert_allclose(*sampled_and_generated(state), rtol=1e-6)
   with pytest.raises(Exception, match="sampling.truncation=-1"):
     gan._latents(rng, 4, 8, -1.0)
 

@@ -1,5 +1,6 @@
 """The VAE family's maths and learning, on tiny shapes without the data pipeline."""
 
+import functools
 import math
 
 import jax
@@ -19,29 +20,43 @@ TINY = {"model.latent_dim": "8", "model.features": "16"}
 GAUSSIAN = {"model.likelihood": "gaussian", "data.normalize": "unit", "data.dequantize": "true"}
 
 
+# Eager, every jax op compiles a program of its own (50-80 ms each on 2 cores): the tests
+# below jit their family and model calls, and share the initial states they only read.
 def _state(config):
   return helpers.init_state(vae, config)
 
 
+@functools.cache
+def _loaded_state(spec, *overrides):
+  """_state of `spec` with the (name, value) `overrides`, built once for the tests."""
+  return _state(config_lib.load(spec, dict(overrides)))
+
+
+@functools.cache
 def _binary_images(n):
-  return (jax.random.uniform(jax.random.PRNGKey(3), (n, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  return jax.jit(lambda: (jax.random.uniform(jax.random.PRNGKey(3), (n, 28, 28, 1)) < 0.3
+                          ).astype(jnp.float32))()
 
 
 def _random_batch(config, n=4):
   """Images of the config's shape in its data convention, as the pipeline would give them."""
   shape = (n, *vae.image_shape(config))
   if config.data.normalize == "integer":
-    return {"image": jax.random.randint(jax.random.PRNGKey(0), shape, 0, 256)}
-  return {"image": jax.random.uniform(jax.random.PRNGKey(0), shape)}
+    return {"image": jax.jit(lambda: jax.random.randint(jax.random.PRNGKey(0), shape, 0,
+                                                        256))()}
+  return {"image": jax.jit(lambda: jax.random.uniform(jax.random.PRNGKey(0), shape))()}
 
 
 def test_kl_matches_closed_form_by_monte_carlo():
-  mean, logvar = jnp.array([[0.5, -1.0]]), jnp.array([[0.2, -0.7]])
-  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.PRNGKey(1), (200_000, 2))
-  log_q = jnp.sum(-0.5 * ((z - mean) ** 2 / jnp.exp(logvar) + logvar + math.log(2 * math.pi)), -1)
-  log_p = jnp.sum(-0.5 * (z ** 2 + math.log(2 * math.pi)), -1)
-  np.testing.assert_allclose(vae_bounds.kl_nats(mean, logvar)[0], jnp.mean(log_q - log_p),
-                             rtol=1e-2)
+  @jax.jit
+  def closed_form_and_estimate():
+    mean, logvar = jnp.array([[0.5, -1.0]]), jnp.array([[0.2, -0.7]])
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.PRNGKey(1), (200_000, 2))
+    log_q = jnp.sum(-0.5 * ((z - mean) ** 2 / jnp.exp(logvar) + logvar
+                            + math.log(2 * math.pi)), -1)
+    log_p = jnp.sum(-0.5 * (z ** 2 + math.log(2 * math.pi)), -1)
+    return vae_bounds.kl_nats(mean, logvar)[0], jnp.mean(log_q - log_p)
+  np.testing.assert_allclose(*closed_form_and_estimate(), rtol=1e-2)
 
 
 def test_bits_per_dim_is_nats_over_dims_ln2():
@@ -59,10 +74,10 @@ def test_kl_warmup_is_linear_from_zero_to_beta():
 def test_free_bits_zero_the_kl_gradient_of_dimensions_below_lambda():
   # Dimension 0 carries ~0.02 nats, dimension 1 ~2 nats; λ = 0.5 clamps dimension 0 only.
   mean = jnp.array([[0.2, 2.0], [-0.2, 2.0]])
-  logvar = jnp.zeros((2, 2))
-  kl_dims = vae_bounds.kl_per_dim(mean, logvar)
-  np.testing.assert_allclose(vae_bounds.free_bits_kl(kl_dims, 0.5), 0.5 + 2.0, rtol=1e-6)
-  grad = jax.grad(lambda m: vae_bounds.free_bits_kl(vae_bounds.kl_per_dim(m, logvar), 0.5))(mean)
+  logvar = np.zeros((2, 2), np.float32)
+  clamped = lambda m: vae_bounds.free_bits_kl(vae_bounds.kl_per_dim(m, logvar), 0.5)
+  kl, grad = jax.device_get(jax.jit(lambda m: (clamped(m), jax.grad(clamped)(m)))(mean))
+  np.testing.assert_allclose(kl, 0.5 + 2.0, rtol=1e-6)
   np.testing.assert_array_equal(grad[:, 0], 0.0)
   np.testing.assert_allclose(grad[:, 1], 1.0, rtol=1e-6)  # d/dm of mean(m²/2) over 2 rows.
 
@@ -125,15 +140,18 @@ def _samples(config, state):
 TRACED = ("experiments/vae_binarized_fashion_mnist.py:long", "experiments/vae_cifar10.py:small")
 
 
+# Slow: IWAE training without a head (with one below), and the hierarchical VAE and VQ-VAE
+# experiments (their models train in the tests after this one and in tests/test_precision.py).
 @pytest.mark.parametrize("spec,overrides", [
-    (BINARY, {"vae.train_k": "2"}),
+    pytest.param(BINARY, {"vae.train_k": "2"}, marks=pytest.mark.slow),
     (BINARY, {"vae.train_k": "2", "model.pixel_layers": "2"}),  # IWAE through a pixel head.
     ("experiments/vae_binarized_fashion_mnist.py:long", {}),  # Full widths.
     (EIGHT_BIT, {"vae.free_bits": "0.25", "vae.beta": "2.0"}),
     ("experiments/vae_mnist.py:small", {"vae.kl_warmup_steps": "100", "vae.free_bits": "1.0"}),
     ("experiments/vae_cifar10.py:small", {}),
-    ("experiments/hvae_binarized_fashion_mnist.py:small", {"vae.free_bits": "0.1"}),
-    ("experiments/vqvae_fashion_mnist.py:small", {}),
+    pytest.param("experiments/hvae_binarized_fashion_mnist.py:small", {"vae.free_bits": "0.1"},
+                 marks=pytest.mark.slow),
+    pytest.param("experiments/vqvae_fashion_mnist.py:small", {}, marks=pytest.mark.slow),
 ])
 def test_one_step_per_experiment_and_samples_in_the_data_range(spec, overrides):
   config = config_lib.load(spec, overrides)
@@ -239,26 +257,31 @@ def test_configs_saved_before_the_objective_knobs_load_with_defaults():
 
 def test_reconstructions_decode_the_posterior_mean():
   config = config_lib.load(BINARY, {})
-  state = helpers.init_state(vae, config)
-  image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
-  rng = jax.random.PRNGKey(2)
-  recon = vae.reconstruct(config, state, image, rng)
   model = vae.build_model(config)
-  input_rng, _ = jax.random.split(rng)
-  x, _ = vae_bounds.inputs(config, image, input_rng)
-  mean, _ = model.apply({"params": state.params}, x, method=model.encode)
-  expected = jax.nn.sigmoid(model.apply({"params": state.params}, mean, method=model.decode))
+
+  @jax.jit
+  def reconstructed_and_expected(state):
+    image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
+    rng = jax.random.PRNGKey(2)
+    recon = vae.reconstruct(config, state, image, rng)
+    input_rng, _ = jax.random.split(rng)
+    x, _ = vae_bounds.inputs(config, image, input_rng)
+    mean, _ = model.apply({"params": state.params}, x, method=model.encode)
+    return recon, jax.nn.sigmoid(model.apply({"params": state.params}, mean,
+                                             method=model.decode))
+  recon, expected = reconstructed_and_expected(_loaded_state(BINARY))
   np.testing.assert_allclose(recon, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_traversal_rows_move_one_latent_dimension_each():
   config = config_lib.load(BINARY, {})
-  state = helpers.init_state(vae, config)
   rng = jax.random.PRNGKey(3)
-  rows = vae.traverse(config, state, rng, num_dims=3, steps=4).reshape(3, 4, 28, 28, 1)
+  traverse = lambda s, span: vae.traverse(config, s, rng, num_dims=3, steps=4, span=span)
+  rows, still = map(np.asarray, jax.jit(lambda s: (
+      traverse(s, 3.0).reshape(3, 4, 28, 28, 1), traverse(s, 0.0).reshape(3, 4, -1)))(
+          _loaded_state(BINARY)))
   assert not np.allclose(rows[0, 0], rows[0, -1])  # Moving along the row changes the image.
   # Span 0: row d sets dimension d to 0 at every step, so a row repeats one image.
-  still = vae.traverse(config, state, rng, num_dims=3, steps=4, span=0.0).reshape(3, 4, -1)
   np.testing.assert_allclose(still, np.broadcast_to(still[:, :1], still.shape), rtol=1e-6)
   # Rows for different dimensions differ at the same step.
   assert not np.allclose(rows[0, -1], rows[1, -1])
@@ -278,33 +301,36 @@ VQVAE = "experiments/vqvae_fashion_mnist.py:small"
 
 def test_hierarchical_iwae_is_below_its_elbo_and_tightens_with_k():
   config = config_lib.load(HVAE, {})
-  state = _state(config)
   images, rng = _binary_images(16), jax.random.PRNGKey(7)
-  nelbo = float(jnp.mean(jax.jit(lambda p: vae.negative_elbo(config, p, images, rng)[0])(
-      state.params)))
-  iwae = jax.jit(lambda p, k: vae.negative_iwae(config, p, images, rng, k), static_argnums=1)
-  nll = {k: float(jnp.mean(iwae(state.params, k))) for k in (16, 128)}
+
+  @jax.jit
+  def bounds(p):
+    nelbo = jnp.mean(vae.negative_elbo(config, p, images, rng)[0])
+    nll = {k: jnp.mean(vae.negative_iwae(config, p, images, rng, k)) for k in (16, 128)}
+    return nelbo, nll, vae_bounds.elbo_terms(config, p, images, rng)[1]
+  nelbo, nll, kl_dims = jax.device_get(bounds(_loaded_state(HVAE).params))
+  nelbo, nll = float(nelbo), {k: float(v) for k, v in nll.items()}
   # (That its log weights and its closed-form KLs describe the same densities is
   # tests/models/test_hvae.py's check.)
   assert nll[128] < nll[16] < nelbo
   # Its KL per dimension: z2's 4 then z1's 7·7·2, each ≥ 0.
-  _, kl_dims, _, _ = vae_bounds.elbo_terms(config, state.params, images, rng)
   assert kl_dims.shape == (16, 4 + 7 * 7 * 2) and float(kl_dims.min()) >= 0.0
 
 
 def test_vqvae_bound_is_reconstruction_plus_log_k_per_code_and_training_moves_the_codebook():
   config = config_lib.load(VQVAE, {})
-  state = _state(config)
+  state = _loaded_state(VQVAE)
   batch = _random_batch(config, n=8)
   rng = jax.random.PRNGKey(2)
-  nelbo, recon, kl = vae.negative_elbo(config, state.params, batch["image"], rng,
-                                       state.model_state)
+  (nelbo, recon, kl), iwae = jax.device_get(jax.jit(lambda s, x: (
+      vae.negative_elbo(config, s.params, x, rng, s.model_state),
+      vae.negative_iwae(config, s.params, x, rng, 64, s.model_state)))(state, batch["image"]))
   np.testing.assert_allclose(kl, 49 * math.log(16), rtol=1e-6)  # 7x7 codes, K = 16.
   np.testing.assert_allclose(nelbo, recon + kl, rtol=1e-6)
   # A deterministic posterior: IWAE-k is the ELBO whatever k.
-  np.testing.assert_array_equal(
-      vae.negative_iwae(config, state.params, batch["image"], rng, 64, state.model_state), nelbo)
+  np.testing.assert_array_equal(iwae, nelbo)
   new_state, metrics = jax.jit(lambda s, b: vae.train_step(config, s, b))(state, batch)
+  metrics = jax.device_get(metrics)
   assert 1.0 <= float(metrics["train/perplexity"]) <= 16.0
   assert 1 <= int(metrics["train/codes_used"]) <= 16 and float(metrics["train/commitment"]) > 0
   moved = jax.tree.map(lambda a, b: not np.allclose(a, b), state.model_state,
@@ -320,7 +346,7 @@ def test_vqvae_rejects_iwae_training_and_traversals():
     vae.build_model(config_lib.load(VQVAE, {"vae.train_k": "4"}))
   config = config_lib.load(VQVAE, {})
   with pytest.raises(UserError, match="traversals need one Gaussian latent vector"):
-    vae.traverse(config, _state(config), jax.random.PRNGKey(0), 2, 3)
+    vae.traverse(config, _loaded_state(VQVAE), jax.random.PRNGKey(0), 2, 3)
 
 
 @pytest.mark.parametrize("spec", [HVAE, VQVAE])
@@ -328,69 +354,90 @@ def test_reconstructions_of_every_model_have_the_image_shape(spec):
   config = config_lib.load(spec, {})
   batch = _random_batch(config, n=3)
   recon = jax.jit(lambda s, x: vae.reconstruct(config, s, x, jax.random.PRNGKey(1)))(
-      _state(config), batch["image"])
+      _loaded_state(spec), batch["image"])
   assert recon.shape == batch["image"].shape
 
 
 def _active_pixel_head(layers=2):
   """A small binary config with a pixel head whose parameters are perturbed (a fresh head's
-  output layer is zero, which would make every head test pass vacuously)."""
+  output layer is zero, which would make every head test pass vacuously), and its state
+  with those parameters."""
   config = config_lib.load(BINARY, {"model.pixel_layers": str(layers)})
-  params = _state(config).params
-  keys = iter(jax.random.split(jax.random.PRNGKey(7), len(jax.tree.leaves(params["head"]))))
-  head = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape),
-                      params["head"])
-  return config, vae.build_model(config), {"params": dict(params, head=head)}
+  state = _active_pixel_head_state(layers)
+  return config, vae.build_model(config), {"params": state.params}, state
+
+
+@functools.cache
+def _active_pixel_head_state(layers):
+  state = _loaded_state(BINARY, ("model.pixel_layers", str(layers)))
+
+  @jax.jit
+  def perturb(params):
+    keys = iter(jax.random.split(jax.random.PRNGKey(7), len(jax.tree.leaves(params["head"]))))
+    head = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape),
+                        params["head"])
+    return dict(params, head=head)
+  return state.replace(params=perturb(state.params))
 
 
 def test_pixel_head_sampler_draws_what_the_parallel_head_scores():
   """The windowed raster-order sampler's logits equal `refine` on the image it drew: each
   window sees what the whole image shows its pixel (incl. the first rows, at the top)."""
-  config, model, variables = _active_pixel_head()
-  decoded = model.apply(variables, jax.random.PRNGKey(1), 2, method=model.sample_params)
-  logits, bits = jax.jit(lambda d: vae._draw_pixels(model, variables, d,
-                                                    jax.random.PRNGKey(2)))(decoded)
+  config, model, variables, state = _active_pixel_head()
+
+  @jax.jit
+  def drawn(variables):
+    decoded = model.apply(variables, jax.random.PRNGKey(1), 2, method=model.sample_params)
+    logits, bits = vae._draw_pixels(model, variables, decoded, jax.random.PRNGKey(2))
+    parallel = model.apply(variables, bits, decoded, method=model.refine)
+    z_rng, pixel_rng = jax.random.split(jax.random.PRNGKey(0))
+    expected = vae._draw_pixels(model, variables, model.apply(
+        variables, z_rng, 2, method=model.sample_params), pixel_rng)[0]
+    return decoded, logits, bits, parallel, jax.nn.sigmoid(expected)
+  decoded, logits, bits, parallel, expected = drawn(variables)
   assert set(np.unique(bits)) == {0.0, 1.0}
-  parallel = model.apply(variables, bits, decoded, method=model.refine)
   np.testing.assert_allclose(logits, parallel, atol=1e-5)
   assert not np.allclose(parallel, decoded, atol=1e-3)  # The head is in play.
   # The drawn pixels are the image `sample` shows the probabilities of.
-  shown = jax.jit(lambda s, r: vae.sample(config, s, r, 2))(
-      _state(config).replace(params=variables["params"]), jax.random.PRNGKey(0))
-  z_rng, pixel_rng = jax.random.split(jax.random.PRNGKey(0))
-  expected = vae._draw_pixels(model, variables, model.apply(
-      variables, z_rng, 2, method=model.sample_params), pixel_rng)[0]
-  np.testing.assert_allclose(shown, jax.nn.sigmoid(expected), atol=1e-6)
+  shown = jax.jit(lambda s, r: vae.sample(config, s, r, 2))(state, jax.random.PRNGKey(0))
+  np.testing.assert_allclose(shown, expected, atol=1e-6)
 
 
 def test_pixel_head_counts_in_the_iwae_bound_and_a_closed_head_is_the_plain_model():
   """Every IWAE sample is scored through refine(x, decode(z)): with the head's output layer
   zeroed, the bound is exactly the factorised model's on the same parameters; open, it moves."""
-  config, _, variables = _active_pixel_head(1)
+  config, _, variables, _ = _active_pixel_head(1)
   plain = config_lib.load(BINARY, {})
-  image = jax.random.uniform(jax.random.PRNGKey(4), (3, 28, 28, 1))
-  rng = jax.random.PRNGKey(5)
-  params = variables["params"]
-  head = dict(params["head"], MaskedConv_1=jax.tree.map(jnp.zeros_like,
-                                                       params["head"]["MaskedConv_1"]))
-  closed = dict(params, head=head)
-  without = {name: value for name, value in params.items() if name != "head"}
-  bound = lambda c, p: vae.negative_iwae(c, p, image, rng, 4)
-  np.testing.assert_allclose(bound(config, closed), bound(plain, without), rtol=1e-6)
-  assert not np.allclose(bound(config, params), bound(plain, without), rtol=1e-3)
+
+  @jax.jit
+  def bounds(params):
+    image = jax.random.uniform(jax.random.PRNGKey(4), (3, 28, 28, 1))
+    bound = lambda c, p: vae.negative_iwae(c, p, image, jax.random.PRNGKey(5), 4)
+    head = dict(params["head"], MaskedConv_1=jax.tree.map(jnp.zeros_like,
+                                                         params["head"]["MaskedConv_1"]))
+    closed = dict(params, head=head)
+    without = {name: value for name, value in params.items() if name != "head"}
+    return bound(config, closed), bound(plain, without), bound(config, params)
+  closed, without, open_ = bounds(variables["params"])
+  np.testing.assert_allclose(closed, without, rtol=1e-6)
+  assert not np.allclose(open_, without, rtol=1e-3)
 
 
 def test_pixel_head_reconstructions_and_traversals_draw_through_the_head():
   """Reconstructions and traversals with a pixel head are each pixel's probability given a
   drawn past: in [0, 1], of the image's shape, and not the factorised decoder's mean."""
-  config, model, variables = _active_pixel_head()
-  state = _state(config).replace(params=variables["params"])
-  image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
-  recon = jax.jit(lambda s, x: vae.reconstruct(config, s, x, jax.random.PRNGKey(2)))(state,
-                                                                                    image)
-  x, _ = vae_bounds.inputs(config, image, jax.random.split(jax.random.PRNGKey(2))[0])
-  decoded = model.apply(variables, x, method=model.reconstruct_params)
+  config, model, _, state = _active_pixel_head()
+
+  @jax.jit
+  def reconstructed(state):
+    image = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
+    x, _ = vae_bounds.inputs(config, image, jax.random.split(jax.random.PRNGKey(2))[0])
+    return (image, vae.reconstruct(config, state, image, jax.random.PRNGKey(2)),
+            jax.nn.sigmoid(model.apply({"params": state.params}, x,
+                                       method=model.reconstruct_params)))
+  image, recon, mean = jax.device_get(reconstructed(state))
   assert recon.shape == image.shape and 0.0 <= float(recon.min()) <= float(recon.max()) <= 1.0
-  assert not np.allclose(recon, jax.nn.sigmoid(decoded), atol=1e-3)
-  rows = jax.jit(lambda s: vae.traverse(config, s, jax.random.PRNGKey(3), 2, 3))(state)
+  assert not np.allclose(recon, mean, atol=1e-3)
+  rows = np.asarray(jax.jit(lambda s: vae.traverse(config, s, jax.random.PRNGKey(3), 2, 3))(
+      state))
   assert rows.shape == (6, 28, 28, 1) and 0.0 <= float(rows.min()) <= float(rows.max()) <= 1.0

@@ -1,5 +1,7 @@
 """Spectral norm, the projection head, label checks and the residual GAN's shapes."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,12 +11,19 @@ from jaxgen.errors import UserError
 from jaxgen.models import dcgan, gan_parts, resnet_gan
 
 
+# Jitted, the module static (as the applies below): eager, each op would compile on its own
+# (30-70 tiny programs per test on 2 cores); equal modules and shapes share one program.
+@functools.partial(jax.jit, static_argnums=0)
+def _init(module, rng, *inputs):
+  return module.init(rng, *inputs, train=False)
+
+
 def test_spectral_norm_estimate_matches_the_largest_singular_value():
   """After enough power-iteration steps (one per training call), σ equals svd's σ_max of the
   kernel flattened to [kh·kw·in, out], and the normalised layer's σ_max is 1."""
   d = dcgan.Discriminator(28, 1, features=8, norm="none", spectral_norm=True)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 28, 28, 1))
-  variables = d.init(jax.random.PRNGKey(1), x, train=False)
+  variables = _init(d, jax.random.PRNGKey(1), x)
   stats = variables["batch_stats"]
 
   @jax.jit
@@ -37,8 +46,9 @@ def test_spectral_norm_estimate_matches_the_largest_singular_value():
 def test_spectral_norm_leaves_the_stats_alone_at_inference():
   d = dcgan.Discriminator(28, 1, features=8, norm="none", spectral_norm=True)
   x = jnp.ones((2, 28, 28, 1))
-  variables = d.init(jax.random.PRNGKey(1), x, train=False)
-  _, updates = d.apply(variables, x, train=False, mutable=["batch_stats"])
+  variables = _init(d, jax.random.PRNGKey(1), x)
+  _, updates = jax.jit(lambda v, x: d.apply(v, x, train=False, mutable=["batch_stats"]))(
+      variables, x)
   jax.tree.map(np.testing.assert_array_equal, updates["batch_stats"], variables["batch_stats"])
 
 
@@ -46,11 +56,15 @@ def test_projection_head_adds_the_class_embedding_inner_product():
   head = gan_parts.ProjectionHead(num_classes=3)
   h = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
   labels = jnp.array([0, 1, 2, 1])
-  variables = head.init(jax.random.PRNGKey(1), h, labels, train=False)
-  params = variables["params"]
-  expected = (h @ params["Dense_0"]["kernel"])[:, 0] + params["Dense_0"]["bias"][0] + jnp.sum(
-      params["Embed_0"]["embedding"][labels] * h, axis=-1)
-  np.testing.assert_allclose(head.apply(variables, h, labels, train=False), expected, rtol=1e-5)
+  variables = _init(head, jax.random.PRNGKey(1), h, labels)
+
+  @jax.jit
+  def expected(params, h, labels):
+    return (h @ params["Dense_0"]["kernel"])[:, 0] + params["Dense_0"]["bias"][0] + jnp.sum(
+        params["Embed_0"]["embedding"][labels] * h, axis=-1)
+
+  out = jax.jit(lambda v, h, labels: head.apply(v, h, labels, train=False))(variables, h, labels)
+  np.testing.assert_allclose(out, expected(variables["params"], h, labels), rtol=1e-5)
 
 
 @pytest.mark.parametrize("model", [dcgan.Generator(28, 1, features=8, latent_dim=4),
@@ -58,9 +72,10 @@ def test_projection_head_adds_the_class_embedding_inner_product():
 def test_conditional_generators_use_the_label_and_require_one(model):
   z = jnp.ones((2, 4))
   conditional = model.clone(num_classes=10)
-  variables = conditional.init(jax.random.PRNGKey(0), z, jnp.array([0, 0]), train=False)
-  a = conditional.apply(variables, z, jnp.array([3, 3]), train=False)
-  b = conditional.apply(variables, z, jnp.array([3, 5]), train=False)
+  variables = _init(conditional, jax.random.PRNGKey(0), z, jnp.array([0, 0]))
+  apply = jax.jit(lambda v, z, labels: conditional.apply(v, z, labels, train=False))
+  a = np.asarray(apply(variables, z, jnp.array([3, 3])))
+  b = np.asarray(apply(variables, z, jnp.array([3, 5])))
   np.testing.assert_array_equal(a[0], b[0])
   assert not np.allclose(a[1], b[1])  # Same z, another class: another image.
   with pytest.raises(UserError, match="class-conditional"):

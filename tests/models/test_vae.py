@@ -1,5 +1,6 @@
 """ConvVAE shapes per likelihood and resolution, residual blocks, reparameterisation, dtype."""
 
+import functools
 import math
 
 import jax
@@ -67,20 +68,39 @@ def test_residual_vae_keeps_its_shapes():
   assert out == (2, 32, 32, 6) and mean == (2, 4)
 
 
+@functools.cache
 def _model_and_params(**kwargs):
+  """Initialised once per configuration, jitted (as the applies below): eager, each of the
+  model's ops would compile on its own, 60-120 tiny programs per test on 2 cores."""
   model = vae.ConvVAE(28, 1, latent_dim=4, features=8, **kwargs)
-  x = (jax.random.uniform(jax.random.PRNGKey(0), (3, 28, 28, 1)) < 0.5).astype(jnp.float32)
-  params = model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))["params"]
+
+  @jax.jit
+  def init():
+    x = (jax.random.uniform(jax.random.PRNGKey(0), (3, 28, 28, 1)) < 0.5).astype(jnp.float32)
+    return model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))["params"], x
+
+  params, x = init()
   return model, params, x
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, params, x, rng):
+  return model.apply({"params": params}, x, rng)
 
 
 def test_call_is_decode_of_the_reparameterised_latent():
   model, params, x = _model_and_params()
   rng = jax.random.PRNGKey(3)
-  logits, mean, logvar = model.apply({"params": params}, x, rng)
-  expected_mean, expected_logvar = model.apply({"params": params}, x, method=model.encode)
-  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
-  expected = model.apply({"params": params}, z, method=model.decode)
+  logits, mean, logvar = _apply(model, params, x, rng)
+
+  @jax.jit
+  def expected(params, x, mean, logvar, rng):
+    expected_mean, expected_logvar = model.apply({"params": params}, x, method=model.encode)
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    return expected_mean, expected_logvar, model.apply({"params": params}, z,
+                                                       method=model.decode)
+
+  expected_mean, expected_logvar, expected = expected(params, x, mean, logvar, rng)
   np.testing.assert_allclose(mean, expected_mean)
   np.testing.assert_allclose(logvar, expected_logvar)
   np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
@@ -88,16 +108,16 @@ def test_call_is_decode_of_the_reparameterised_latent():
 
 def test_the_rng_argument_alone_controls_the_noise():
   model, params, x = _model_and_params()
-  first = model.apply({"params": params}, x, jax.random.PRNGKey(4))[0]
-  again = model.apply({"params": params}, x, jax.random.PRNGKey(4))[0]
-  other = model.apply({"params": params}, x, jax.random.PRNGKey(5))[0]
+  first = _apply(model, params, x, jax.random.PRNGKey(4))[0]
+  again = _apply(model, params, x, jax.random.PRNGKey(4))[0]
+  other = _apply(model, params, x, jax.random.PRNGKey(5))[0]
   np.testing.assert_array_equal(first, again)
   assert not np.allclose(first, other)
 
 
 def test_bfloat16_computation_keeps_float32_params():
   model, params, x = _model_and_params(likelihood="categorical", dtype=jnp.bfloat16)
-  logits, mean, logvar = model.apply({"params": params}, x, jax.random.PRNGKey(3))
+  logits, mean, logvar = _apply(model, params, x, jax.random.PRNGKey(3))
   assert logits.shape == (3, 28, 28, 256)
   assert logits.dtype == mean.dtype == logvar.dtype == jnp.bfloat16
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
@@ -123,14 +143,26 @@ def test_pixel_head_starts_closed_and_reads_only_earlier_pixels():
   trained VAE); a trained one makes pixel (i, j) depend on pixels before it, never on
   (i, j) itself or later ones."""
   model = vae.ConvVAE(28, 1, latent_dim=4, features=8, pixel_layers=2)
-  x = (jax.random.uniform(jax.random.PRNGKey(0), (2, 28, 28, 1)) < 0.4).astype(jnp.float32)
-  params = model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))["params"]
-  decoded = model.apply({"params": params}, jnp.ones((2, 4)), method=model.decode)
-  refine = lambda p, x: model.apply({"params": p}, x, decoded, method=model.refine)
+
+  @jax.jit
+  def init():
+    x = (jax.random.uniform(jax.random.PRNGKey(0), (2, 28, 28, 1)) < 0.4).astype(jnp.float32)
+    params = model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))["params"]
+    return x, params, model.apply({"params": params}, jnp.ones((2, 4)), method=model.decode)
+
+  x, params, decoded = init()
+  refine_jit = jax.jit(lambda p, x, d: model.apply({"params": p}, x, d, method=model.refine))
+  refine = lambda p, x: np.asarray(refine_jit(p, x, decoded))
   np.testing.assert_array_equal(refine(params, x), decoded)
-  keys = iter(jax.random.split(jax.random.PRNGKey(3), len(jax.tree.leaves(params))))
-  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape), params)
-  flipped = x.at[:, 10, 5:].set(1.0 - x[:, 10, 5:]).at[:, 11:].set(1.0 - x[:, 11:])
+
+  @jax.jit
+  def perturb(params):
+    keys = iter(jax.random.split(jax.random.PRNGKey(3), len(jax.tree.leaves(params))))
+    return jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape), params)
+
+  params = perturb(params)
+  flipped = jax.jit(lambda x: x.at[:, 10, 5:].set(1.0 - x[:, 10, 5:]).at[:, 11:].set(
+      1.0 - x[:, 11:]))(x)
   change = np.abs(refine(params, flipped) - refine(params, x))[..., 0]
   assert change[:, :10].max() == 0.0 and change[:, 10, :6].max() == 0.0
   assert change[:, 10, 6:].max() > 1e-3  # (10, 6) reads (10, 5).
