@@ -46,6 +46,9 @@ def sampling_options() -> ml_collections.ConfigDict:
       # of the sampled weights' own outputs (`standing_stats`), or 'running', the averages
       # training kept, which belong to the raw weights, not to the EMA ones sampled.
       batch_stats="standing",
+      # The generator's weights: 'ema', the average training keeps (when ema_decay > 0), or
+      # 'raw', the last step's, to compare the two on one checkpoint.
+      weights="ema",
   ))
 
 # One batch of untrained-distribution latents, from a fixed key: the statistics, and so the
@@ -320,8 +323,11 @@ def generate_from(config, state: TrainState, z, labels=None):
   generator, _ = build_models(config)
   if labels is None:
     labels = conditioning.class_labels(config, z.shape[0])
-  params, stats = train_state.sampling_params(state, G), state.model_state[G]
-  mode = families.sampling(config).batch_stats
+  opts = families.sampling(config)
+  if opts.weights not in ("ema", "raw"):
+    raise UserError(f"sampling.weights={opts.weights!r}: expected 'ema' or 'raw'")
+  params = state.params[G] if opts.weights == "raw" else train_state.sampling_params(state, G)
+  stats, mode = state.model_state[G], opts.batch_stats
   if mode not in ("standing", "running"):
     raise UserError(f"sampling.batch_stats={mode!r}: expected 'standing' or 'running'")
   if mode == "standing" and stats:
@@ -376,7 +382,9 @@ def latent_dim(config) -> int:
 
 def provenance(config) -> dict:
   """How eval_metrics' numbers were computed."""
-  return {"generator": train_state.parameters_provenance(config), "loss": config.gan.loss,
+  raw = families.sampling(config).weights == "raw"
+  return {"generator": "raw" if raw else train_state.parameters_provenance(config),
+          "loss": config.gan.loss,
           "discriminator_metrics": "mean logits on held-out real images and as many samples"}
 
 

@@ -266,3 +266,10 @@ def test_an_ema_generator_equal_to_the_raw_one_samples_identically():
   sample, raw_sample = _sampler(4, ema_decay=0.5), _sampler(4, ema_decay=0.0)
   np.testing.assert_array_equal(sample(equal), raw_sample(new.replace(ema_params={})))
   assert not np.allclose(sample(new), sample(equal))  # The real EMA differs.
+  # sampling.weights='raw' samples the live weights even when an EMA is kept.
+  np.testing.assert_array_equal(_sampler(4, ema_decay=0.5, **{"sampling.weights": "raw"})(new),
+                                sample(equal))
+  config = config_lib.load(SMALL, {"sampling.weights": "raw"})
+  assert gan.provenance(config)["generator"] == "raw"
+  with pytest.raises(UserError, match="sampling.weights='mean'"):
+    _sampler(4, **{"sampling.weights": "mean"})(new)
