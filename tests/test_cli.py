@@ -143,7 +143,7 @@ def test_train_sample_evaluate(tmp_path, data_dir, monkeypatch, cli):
   result = cli("sample", "--workdir", workdir, "--num", "5", "--out", f"{workdir}/s.npz",
                "--seed", "3", "--config.sampling.truncation=0.5")
   assert result.returncode == 0, result.stderr
-  knobs = "(sampling: batch_stats=standing, truncation=0.5, weights=ema)"
+  knobs = "(sampling: batch_stats=running, truncation=0.5, weights=ema)"
   assert knobs in result.stderr.splitlines()[-1], result.stderr
   images = np.load(f"{workdir}/s.npz")["images"]
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
