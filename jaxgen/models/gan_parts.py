@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxgen.errors import UserError
 
 # Flax keeps momentum·old + (1 − momentum)·batch: 0.9 is PyTorch's momentum=0.1. Shared with
-# the GAN family, which measures the generator's own statistics (`gan.standing_stats`).
+# the GAN family, which can measure the generator's own statistics (families/standing_stats.py).
 BATCH_NORM_MOMENTUM = 0.9
 
 
