@@ -20,15 +20,16 @@ demo: $(STAMP)
 	$(BIN)/jaxgen sample --workdir runs/demo --num 64 --out runs/demo/samples/final.png
 	@echo "demo done: samples in runs/demo/samples/, metrics in runs/demo/metrics.jsonl"
 
-# Two workers, whole files each (module fixtures build once): XLA compiles on one thread, so
-# a 2-core machine runs two files' compiles at once. `make test` (CI) leaves out the tests
+# Two workers, whole files each (module fixtures build once), the heaviest files first
+# (tests/conftest.py): XLA compiles on one thread, so a 2-core machine runs two files'
+# compiles at once. `make test` (CI) leaves out the tests
 # marked slow: the second and later cases of a property the fast tier already checks on
 # one model or family (README, "Tests"); `make test-all` runs them too.
 test: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 test-all: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --config experiments/dcgan_fashion_mnist.py

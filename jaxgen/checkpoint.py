@@ -111,8 +111,7 @@ def _move_aside(mngr, steps) -> None:
   mngr.reload()
 
 
-def config_path(workdir: str) -> str:
-  return os.path.join(workdir, "config.json")
+config_path = config_lib.run_config_path
 
 
 def write_config(workdir: str, config) -> None:

@@ -180,6 +180,19 @@ def from_json(text: str) -> ml_collections.ConfigDict:
   return config
 
 
+def run_config_path(workdir: str) -> str:
+  """Where a run keeps its config: the file that makes WORKDIR a jaxgen run."""
+  return os.path.join(workdir, "config.json")
+
+
+def require_run(workdir: str) -> None:
+  """Fails unless WORKDIR holds a run. Light (no jax, orbax or TensorFlow import), so that
+  `jaxgen sample` on a wrong folder answers in about a second rather than ten."""
+  if not os.path.exists(run_config_path(workdir)):
+    raise UserError(f"{workdir!r} holds no jaxgen run (no config.json): train one with "
+                    "`jaxgen train --config experiments/X.py --workdir DIR` first")
+
+
 def differences(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:
   """Dotted keys whose values differ between two configs (for the resume warning)."""
   flat_a, flat_b = _flatten(json.loads(to_json(a))), _flatten(json.loads(to_json(b)))

@@ -160,6 +160,7 @@ def run(argv: list[str]) -> int:
     print(json.dumps(inception_lib.import_weights(args.weights, args.name, args.out_dir),
                      sort_keys=True))
     return 0
+  config_lib.require_run(args.workdir)  # Before the heavy imports below.
   from jaxgen import conditioning, inference
   config, family, mesh, state = inference.restore(args.workdir)
   config_lib.apply_overrides(config, overrides)  # For this call only; not saved.

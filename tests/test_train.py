@@ -78,7 +78,7 @@ def test_parameter_sharded_mesh_matches_data_parallel(data_dir, run, tmp_path):
                final_params(str(tmp_path)), final_params(run(EXPERIMENTS[0], "four")))
 
 
-# Slow: the loop's 1-vs-4 agreement is the fast tier's for the VAE, the GAN, diffusion and
+# Slow: the loop's 1-vs-4 agreement is the fast tier's for the VAE, the GAN and
 # prepared data; the exact likelihood's sharded step is tests/test_accumulate.py's.
 @pytest.mark.slow
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
@@ -169,3 +169,23 @@ def test_init_from_grows_a_model_by_new_parts_and_refuses_to_drop_any(data_dir, 
   with pytest.raises(UserError, match=r"params\['head'\].*there, missing here"):
     train.check_init_from(small_config(experiment, data_dir, init_from=headed),
                           str(tmp_path / "dropped"))
+
+
+def test_a_second_run_of_one_config_reuses_its_jitted_functions(data_dir):
+  """A run started again in the same process (a resume, a notebook's second call) gets the
+  jitted init and step it traced before, so it neither traces nor compiles them again;
+  another config or mesh gets its own."""
+  from jaxgen import families, sharding
+  config = small_config(EXPERIMENTS[0], data_dir, total_steps=3)
+  family, mesh = families.get(config.family), sharding.create_mesh(config.mesh)
+  abstract, init, shardings = train.create_state_fns(config, family, mesh)
+  again = train.create_state_fns(small_config(EXPERIMENTS[0], data_dir, total_steps=3),
+                                 family, mesh)
+  assert again[1] is init and again[0] is abstract
+  step = train.compile_train_step(config, family, mesh, shardings)
+  assert train.compile_train_step(config, family, mesh, shardings) is step
+  longer = small_config(EXPERIMENTS[0], data_dir, total_steps=4)  # A schedule of its own.
+  assert train.compile_train_step(longer, family, mesh, shardings) is not step
+  one_device = sharding.create_mesh(small_config(EXPERIMENTS[0], data_dir, total_steps=3,
+                                                 **{"mesh.data": 1}).mesh)
+  assert train.create_state_fns(config, family, one_device)[1] is not init

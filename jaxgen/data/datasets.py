@@ -100,12 +100,14 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
   keep_tf_off_accelerators()
   if data.name == "prepared":
     return _prepared_source(data, split, process_index, process_count)
+  # Read before decoding: an unreadable list fails at once, not after the whole split.
+  excluded = read_exclusions(data.exclude) if data.get("exclude") else None
   read = _folder_records if data.name == "folder" else _tfds_records
   records = read(data, split, process_index, process_count)
   images, labels, names = _materialise(_transform(_decode(records.ds, records.channels), data))
   num_decoded = len(images)
-  if data.get("exclude"):
-    keep = ~np.isin(names, read_exclusions(data.exclude))
+  if excluded is not None:
+    keep = ~np.isin(names, excluded)
     images, labels = images[keep], labels[keep]
   if not len(images):
     raise UserError(f"none of the {records.num_examples} images of {data.name!r} split "

@@ -45,7 +45,7 @@ def sampling_options() -> ml_collections.ConfigDict:
       # The generator's BatchNorm statistics when sampling: 'running', the averages training
       # kept (of the raw weights, also for EMA ones), or 'standing', measured on a batch of
       # the sampled weights' own outputs (`standing_stats`). Running scored the better FID
-      # on both seeds measured, EMA and raw weights alike (benchmarks/README.md).
+      # on two of the three seeds measured, EMA and raw weights alike (benchmarks/README.md).
       batch_stats="running",
       # The generator's weights: 'ema', the average training keeps (when ema_decay > 0), or
       # 'raw', the last step's, to compare the two on one checkpoint.

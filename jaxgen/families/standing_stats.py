@@ -4,8 +4,8 @@ statistics".
 Training keeps running averages of the raw weights' batch statistics, and the EMA weights
 that are sampled differ from the raw ones. This measures the sampled weights' own statistics
 instead (`sampling.batch_stats='standing'`). It did not pay on jaxgen's 5-epoch DCGAN: FID
-was 0.1–1.1 worse than the running averages on both seeds measured, EMA and raw weights
-alike (benchmarks/README.md), so 'running' is the default.
+was 0.1–1.1 worse than the running averages on two of three seeds and 0.5 better on the
+third, EMA and raw weights alike (benchmarks/README.md), so 'running' is the default.
 """
 
 import jax

@@ -41,7 +41,11 @@ def _batch(config, n=4):
                           "label": jnp.arange(n) % 10})()
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+# Slow: the Gated PixelCNN's :small step, which tests/test_precision.py and
+# tests/test_accumulate.py also take (finite losses, and from the same untrained start).
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name == "gated_pixelcnn" else name
+    for name in EXPERIMENTS])
 def test_one_step_per_experiment_config_and_untrained_bits_near_eight(name):
   config = _config(name)
   state, metrics = jax.jit(lambda s, b: ar.train_step(config, s, b))(_state(config),

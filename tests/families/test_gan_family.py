@@ -138,9 +138,14 @@ TRACED = ("sngan_cifar10",)
 
 
 # Slow: the residual networks with R1 and DiffAugment compiled (traced unconditional above;
-# R1 and DiffAugment run in this file's lazy-R1 test and in test_diffaugment.py).
+# R1 and DiffAugment run in this file's lazy-R1 test and in test_diffaugment.py), and the
+# conditional DCGAN, whose :small step trains through the loop in tests/test_cli.py's
+# conditional test (and its labels in test_conditional_sampling_gives_the_requested_labels).
+SLOW = ("sngan_cifar10_conditional_r1_diffaugment", "cdcgan")
+
+
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.slow) if name.endswith("diffaugment") else name
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
     for name in sorted(CONFIGS)])
 def test_one_step_per_experiment_config(name):
   config = _shrunk(*CONFIGS[name])

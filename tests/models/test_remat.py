@@ -65,8 +65,11 @@ def _resnet_loss_and_grads(remat):
               g_vars["params"], d_vars["params"]))
 
 
-@pytest.mark.parametrize("build", [_unet_loss_and_grads, _resnet_loss_and_grads],
-                         ids=["unet", "resnet_gan"])
+# Slow: the residual GAN, the second model with remat (the U-Net is the first; both wrap
+# their blocks through the same `remat.block_maker`, models/remat.py).
+@pytest.mark.parametrize("build", [
+    _unet_loss_and_grads, pytest.param(_resnet_loss_and_grads, marks=pytest.mark.slow)],
+    ids=["unet", "resnet_gan"])
 def test_remat_changes_neither_parameters_nor_values_nor_gradients(build):
   (plain_vars, plain, plain_jaxpr), (remat_vars, remat, remat_jaxpr) = build(False), build(True)
   # The same names, shapes (and so initial values): a checkpoint loads either way.
