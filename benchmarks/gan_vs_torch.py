@@ -1,16 +1,20 @@
 """jaxgen's DCGAN against the same DCGAN trained in PyTorch: training speed and sample quality.
 
   python benchmarks/gan_vs_torch.py --steps 5000 [--data-dir D] [--workdir runs/gan_vs_torch]
-      [--num-samples 10000] [--threads 2]
+      [--num-samples 10000] [--threads 2] [--batch-size 64] [--seed 0]
+      [--frameworks jaxgen,torch]
 
 Trains `experiments/dcgan_fashion_mnist.py` with `jaxgen train` (1 CPU device) and then
 its PyTorch twin (`peers/torch_dcgan.py --train`: same architecture, initialisation, loss,
 step order, optimisers, batch and generator EMA) for the same number of steps on the full
 Fashion-MNIST train split, one after the other, each pinned to the same `--threads` cores.
-Both sample `--num-samples` images from their EMA generators, scored against the 10k test
-images with jaxgen's feature network (FID, KID ± SE, precision, recall; it must exist:
-`jaxgen train-features --dataset fashion_mnist`). Prints one JSON line per framework, the
-jaxgen/torch images/s ratio, and a markdown table.
+Each samples `--num-samples` images from its EMA generator and from its raw (trained)
+generator, both with the running BatchNorm statistics, scored against the 10k test images
+with jaxgen's feature network (FID, KID ± SE, precision, recall; it must exist:
+`jaxgen train-features --dataset fashion_mnist`). Prints one JSON line per framework and
+weights, the jaxgen/torch images/s ratio, and a markdown table. `--frameworks torch` runs
+only the peer: a jaxgen run of the same command is bit-for-bit repeatable, so its numbers
+from an earlier run stand.
 
 images/s is the median over log intervals (100 steps) after the first, for both: compile,
 data loading and start-up are excluded (wall_s, over the train and sample processes,
@@ -45,7 +49,7 @@ _ADAM = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, schedule="consta
 # What peers/torch_dcgan.py --train implements; a key the experiment lacks (an older jaxgen)
 # is taken to hold it.
 PEER_SETTINGS = {
-    "family": "gan", "batch_size": 64, "ema_decay": 0.999, "data.normalize": "symmetric",
+    "family": "gan", "ema_decay": 0.999, "data.normalize": "symmetric",
     "data.dequantize": False, "data.shuffle": True, "data.image_size": None,
     **{f"data.augment.{k}": v for k, v in
        dict(flip=False, rotation=0.0, zoom=0.0, translate=0.0).items()},
@@ -122,23 +126,29 @@ def jaxgen_overrides(args):
   """--config.KEY=VALUE of the jaxgen run, as {KEY: VALUE}."""
   # Sampling and saving only at the last step: sample grids and saves are not training.
   overrides = {"total_steps": str(args.steps), "eval_every": "0", "sample_every": "0",
-               "checkpoint_every": "0"}
+               "checkpoint_every": "0", "batch_size": str(args.batch_size),
+               "seed": str(args.seed)}
   if args.data_dir:
     overrides["data.data_dir"] = args.data_dir
   return overrides
 
 
 def train_jaxgen(args, workdir, env, prefix):
-  """Trains and samples with the `jaxgen` CLI; its record (images/s from metrics.jsonl)."""
+  """Trains and samples with the `jaxgen` CLI; (its record (images/s from metrics.jsonl),
+  {weights: samples.npz})."""
   if os.path.exists(workdir):  # jaxgen would resume from an old checkpoint there.
     shutil.rmtree(workdir)
   jaxgen = [sys.executable, "-m", "jaxgen"]
   overrides = [f"--config.{k}={v}" for k, v in jaxgen_overrides(args).items()]
   _, train_wall = run([*prefix, *jaxgen, "train", "--config", EXPERIMENT, "--workdir",
                        workdir, *overrides], env)
-  samples = os.path.join(os.path.dirname(workdir), "jaxgen_samples.npz")
-  _, sample_wall = run([*prefix, *jaxgen, "sample", "--workdir", workdir, "--num",
-                        str(args.num_samples), "--out", samples], env)
+  samples, sample_wall = {}, 0.0
+  for weights in ("ema", "raw"):
+    samples[weights] = os.path.join(os.path.dirname(workdir), f"jaxgen_{weights}_samples.npz")
+    _, wall = run([*prefix, *jaxgen, "sample", "--workdir", workdir, "--num",
+                   str(args.num_samples), "--out", samples[weights],
+                   f"--config.sampling.weights={weights}"], env)
+    sample_wall += wall
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     logged = sorted((json.loads(line) for line in f), key=lambda r: r["step"])
   rates = [r["perf/images_per_s"] for r in logged if "perf/images_per_s" in r]
@@ -151,11 +161,13 @@ def train_jaxgen(args, workdir, env, prefix):
 
 
 def train_torch(args, train_npz, workdir, env, prefix):
-  """Trains and samples with the PyTorch peer; its record."""
-  samples = os.path.join(workdir, "torch_samples.npz")
+  """Trains and samples with the PyTorch peer; (its record, {weights: samples.npz})."""
+  samples = {w: os.path.join(workdir, f"torch_{w}_samples.npz") for w in ("ema", "raw")}
   out, wall = run([*prefix, sys.executable, PEER, "--train", "--steps", str(args.steps),
-                   "--data", train_npz, "--out", samples, "--num-samples",
-                   str(args.num_samples), "--threads", str(args.threads)], env, capture=True)
+                   "--data", train_npz, "--out", samples["ema"], "--raw-out", samples["raw"],
+                   "--num-samples", str(args.num_samples), "--threads", str(args.threads),
+                   "--batch-size", str(args.batch_size), "--seed", str(args.seed)], env,
+                  capture=True)
   peer = json.loads(out.strip().splitlines()[-1])
   return {"framework": "torch", "steps": args.steps, "threads": peer["threads"],
           "images_per_s": peer["interval_images_per_s_median"],
@@ -164,10 +176,11 @@ def train_torch(args, train_npz, workdir, env, prefix):
 
 
 def markdown(records):
-  rows = ["| framework | steps | img/s | wall s | FID | KID (± SE) | precision | recall |",
-          "|---|---|---|---|---|---|---|---|"]
+  rows = ["| framework | seed | weights | steps | img/s | wall s | FID | KID (± SE) | "
+          "precision | recall |", "|---|---|---|---|---|---|---|---|---|---|"]
   for r in records:
-    rows.append(f"| {r['framework']} | {r['steps']} | {r['images_per_s']:,.0f} | "
+    rows.append(f"| {r['framework']} | {r['seed']} | {r['weights']} | {r['steps']} | "
+                f"{r['images_per_s']:,.0f} | "
                 f"{r['wall_s']} | {r['fid']:.2f} | {r['kid']:.3f} ± "
                 f"{r['kid_standard_error']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} |")
   return "\n".join(rows)
@@ -180,7 +193,14 @@ def main(argv=None):
   parser.add_argument("--workdir", default="runs/gan_vs_torch")
   parser.add_argument("--num-samples", type=int, default=10_000)
   parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--frameworks", default="jaxgen,torch",
+                      help="comma-separated: jaxgen, torch or both")
   args = parser.parse_args(argv)
+  frameworks = args.frameworks.split(",")
+  if not frameworks or set(frameworks) - {"jaxgen", "torch"}:
+    parser.error(f"--frameworks={args.frameworks}: expected jaxgen, torch or jaxgen,torch")
   if args.steps < 1 or args.num_samples < 2:  # KID needs two samples.
     parser.error(f"--steps={args.steps} --num-samples={args.num_samples}: expected a positive "
                  "number of steps and at least 2 samples")
@@ -191,24 +211,29 @@ def main(argv=None):
   os.makedirs(workdir, exist_ok=True)
   train_npz = os.path.join(workdir, "fashion_mnist_train.npz")
   np.savez(train_npz, images=split_images(args.data_dir, "train"))
-  jaxgen_record, jaxgen_samples = train_jaxgen(args, os.path.join(workdir, "jaxgen"), env,
-                                               prefix)
-  torch_record, torch_samples = train_torch(args, train_npz, workdir, env, prefix)
+  runs = []
+  if "jaxgen" in frameworks:
+    runs.append(train_jaxgen(args, os.path.join(workdir, "jaxgen"), env, prefix))
+  if "torch" in frameworks:
+    runs.append(train_torch(args, train_npz, workdir, env, prefix))
 
   cfg = config_lib.base_config().evaluation
   test = split_images(args.data_dir, "test")
   real = image_statistics(test, features_fn, cfg.max_stored_features)
   records = []
-  for record, path in ((jaxgen_record, jaxgen_samples), (torch_record, torch_samples)):
-    with np.load(path) as f:
-      fake = image_statistics(f["images"], features_fn, cfg.max_stored_features)
-    record.update(num_samples=int(fake["count"]), num_reference=int(real["count"]),
-                  feature_network=FEATURE_NETWORK, feature_sha256=info["params_sha256"],
-                  **compare(real, fake, cfg, seed=0))
-    records.append(record)
-    print(json.dumps(record), flush=True)
-  print(json.dumps({"ratio_jaxgen_over_torch_images_per_s": round(
-      jaxgen_record["images_per_s"] / torch_record["images_per_s"], 3)}))
+  for run_record, paths in runs:
+    for weights, path in paths.items():
+      with np.load(path) as f:
+        fake = image_statistics(f["images"], features_fn, cfg.max_stored_features)
+      record = dict(run_record, seed=args.seed, batch_size=args.batch_size, weights=weights)
+      record.update(num_samples=int(fake["count"]), num_reference=int(real["count"]),
+                    feature_network=FEATURE_NETWORK, feature_sha256=info["params_sha256"],
+                    **compare(real, fake, cfg, seed=0))
+      records.append(record)
+      print(json.dumps(record), flush=True)
+  if len(runs) == 2:
+    print(json.dumps({"ratio_jaxgen_over_torch_images_per_s": round(
+        runs[0][0]["images_per_s"] / runs[1][0]["images_per_s"], 3)}))
   print(markdown(records))
 
 

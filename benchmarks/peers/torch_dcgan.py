@@ -9,8 +9,9 @@ PyTorch DCGAN iteration with the non-saturating loss and Adam(2e-4, betas=(0.5, 
       --out SAMPLES.npz [--num-samples 10000] [--threads 2]
 
 --train follows `experiments/dcgan_fashion_mnist.py` (constant learning rate, batch 64, EMA
-of the generator with decay 0.999 and jaxgen's warm-up) on uint8 'images' [N, H, W, C] from
-TRAIN.npz, then writes the EMA generator's samples as uint8 'images' into SAMPLES.npz.
+of the generator with decay 0.999 and jaxgen's warm-up; --batch-size, --ema-decay, --seed
+change them) on uint8 'images' [N, H, W, C] from TRAIN.npz, then writes the EMA generator's
+samples as uint8 'images' into SAMPLES.npz, and with --raw-out RAW.npz the raw generator's.
 Progress goes to stderr, one JSON record to stdout.
 """
 
@@ -112,10 +113,11 @@ def make_step(generator, discriminator, latent_dim, memory_format, d_grads_in_g_
   d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
   bce = nn.BCEWithLogitsLoss()
 
-  def step(real):
+  def step(real, z=None):  # z: the latents to use (check_dcgan_step.py), else drawn here.
     batch = real.shape[0]
     ones, zeros = torch.ones(batch), torch.zeros(batch)
-    fake = generator(torch.randn(batch, latent_dim)).contiguous(memory_format=memory_format)
+    z = torch.randn(batch, latent_dim) if z is None else z
+    fake = generator(z).contiguous(memory_format=memory_format)
     d_opt.zero_grad(set_to_none=True)
     d_loss = bce(discriminator(real), ones) + bce(discriminator(fake.detach()), zeros)
     d_loss.backward()
@@ -178,20 +180,30 @@ def batches(images, batch_size, rng):
 
 
 @torch.no_grad()
-def sample_uint8(ema, live, num, latent_dim, chunk=256):
-  """uint8 [num, size, size, channels] as jaxgen.families.gan.sample draws them: EMA weights,
-  the training generator's running statistics, BatchNorm in inference mode."""
-  for e, b in zip(ema.buffers(), live.buffers()):
-    e.copy_(b)
-  ema.eval()
-  out = [ema(torch.randn(min(chunk, num - i), latent_dim)).permute(0, 2, 3, 1).numpy()
+def sample_uint8(generator, num, latent_dim, chunk=256):
+  """uint8 [num, size, size, channels] as jaxgen.families.gan.sample draws them: BatchNorm in
+  inference mode, with the running statistics `generator` holds."""
+  generator.eval()
+  out = [generator(torch.randn(min(chunk, num - i), latent_dim)).permute(0, 2, 3, 1).numpy()
          for i in range(0, num, chunk)]
+  generator.train()
   return np.clip(np.round((np.concatenate(out) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def sample_ema_uint8(ema, live, num, latent_dim):
+  """The EMA weights with the training generator's running statistics, as jaxgen's default
+  (`sampling.batch_stats=running`) samples them."""
+  with torch.no_grad():
+    for e, b in zip(ema.buffers(), live.buffers()):
+      e.copy_(b)
+  return sample_uint8(ema, num, latent_dim)
+
+
 def train(data, out, steps, num_samples, batch_size=64, image_size=28, channels=1,
-          features=64, latent_dim=100, ema_decay=0.999, threads=2, seed=0, log_every=100):
-  """Trains on `data`, writes samples to `out`; returns the JSON record as a dict.
+          features=64, latent_dim=100, ema_decay=0.999, threads=2, seed=0, log_every=100,
+          raw_out=None):
+  """Trains on `data`, writes the EMA generator's samples to `out` (and the raw generator's
+  to `raw_out`, if given); returns the JSON record as a dict.
 
   images_per_s counts the whole loop after setup; interval_images_per_s_median is the median
   over log intervals after the first (the statistic jaxgen's metrics.jsonl gives).
@@ -219,14 +231,16 @@ def train(data, out, steps, num_samples, batch_size=64, image_size=28, channels=
       print(f"step {t + 1}/{steps} | d_loss {d_loss:.4g} | g_loss {g_loss:.4g} | "
             f"{rates[-1]:,.0f} img/s | elapsed {now - start:.0f}s", file=sys.stderr, flush=True)
   wall = time.perf_counter() - start
-  samples = sample_uint8(ema, generator, num_samples, latent_dim)
-  np.savez_compressed(out, images=samples)
+  np.savez_compressed(out, images=sample_ema_uint8(ema, generator, num_samples, latent_dim))
+  if raw_out:  # After the EMA's draws, so `out` is the same with or without it.
+    np.savez_compressed(raw_out, images=sample_uint8(generator, num_samples, latent_dim))
   return {"model": f"dcgan{image_size}", "framework": "torch", "mode": "train", "steps": steps,
           "batch_size": batch_size, "threads": torch.get_num_threads(),
           "train_wall_s": round(wall, 2), "images_per_s": round(steps * batch_size / wall, 1),
           "interval_images_per_s_median": round(statistics.median(rates[1:] or rates), 1),
           "d_loss": round(d_loss, 4), "g_loss": round(g_loss, 4),
-          "num_samples": num_samples, "samples": out}
+          "ema_decay": ema_decay, "seed": seed, "num_samples": num_samples, "samples": out,
+          "raw_samples": raw_out}
 
 
 def main():
@@ -243,6 +257,8 @@ def main():
   parser.add_argument("--train", action="store_true", help="train on --data (see above)")
   parser.add_argument("--data", help="FILE.npz with uint8 'images' [N, H, W, C]")
   parser.add_argument("--out", help="FILE.npz for the EMA generator's uint8 samples")
+  parser.add_argument("--raw-out", help="FILE.npz for the raw (trained) generator's samples")
+  parser.add_argument("--ema-decay", type=float, default=0.999)
   parser.add_argument("--num-samples", type=int, default=10_000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--log-every", type=int, default=100)
@@ -256,8 +272,8 @@ def main():
       parser.error(f"--steps={args.steps} --num-samples={args.num_samples}: expected both >= 1")
     print(json.dumps(train(
         args.data, args.out, args.steps, args.num_samples, args.batch_size, args.image_size,
-        args.channels, args.features, args.latent_dim, threads=args.threads, seed=args.seed,
-        log_every=args.log_every)))
+        args.channels, args.features, args.latent_dim, args.ema_decay, threads=args.threads,
+        seed=args.seed, log_every=args.log_every, raw_out=args.raw_out)))
     return
   print(json.dumps(images_per_second(
       args.batch_size, args.steps, args.warmup, args.image_size, args.channels, args.features,
