@@ -74,7 +74,10 @@ def test_one_device_and_four_devices_agree(experiment, run):
 def test_parameter_sharded_mesh_matches_data_parallel(data_dir, run, tmp_path):
   train.train_and_evaluate(small_config(EXPERIMENTS[0], data_dir, total_steps=4, **{
       "mesh.model": 2, "sharding.rules": "(('.*', 'fsdp'),)"}), str(tmp_path))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5),
+  # The 1-vs-4-device test's rtol: Adam scales a near-zero gradient to a full step, so
+  # rounding in another reduction order moves a rare parameter by ~1e-3 of itself (1 of
+  # 200,704, 5.9e-4, once the shuffle changed which rows the 4 steps see).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5),
                final_params(str(tmp_path)), final_params(run(EXPERIMENTS[0], "four")))
 
 
