@@ -87,7 +87,7 @@ def _finish_batch(data, seed: int, process_index: int):
 
 def shuffled(records, seed: int):
   """A Grain MapDataset reshuffled every epoch from (seed, epoch). Grain's `shuffle` is the
-  same 4-round bijection (fixed in Grain), whose batches were as uneven as the in-memory
+  same 4-round bijection (hard-coded in Grain), whose batches were as uneven as the in-memory
   path's (see SHUFFLE_ROUNDS): batch means of the row spread 0.52 times a random batch's.
   Two shuffles in a row, each with its own seed from `seed`, measure as random (1.00)."""
   return records.seed(seed).shuffle().shuffle()

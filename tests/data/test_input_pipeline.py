@@ -95,6 +95,11 @@ def _epoch_rows(epoch, n, batch_size):
       for s in range(steps)])
 
 
+def _mean_spread(rows, n):
+  """The std of the batches' mean row over a random batch's (1 for a random permutation)."""
+  return rows.mean(axis=1).std() / (n / np.sqrt(12 * rows.shape[1]))
+
+
 def test_batches_are_drawn_like_a_random_permutation():
   # Fashion-MNIST's shape. TF's default of 4 rounds fails both: an epoch's batch drew its
   # images from 13 of the previous epoch's batches (random: 112), and batch means of the
@@ -107,8 +112,7 @@ def test_batches_are_drawn_like_a_random_permutation():
   sources = np.mean([len(np.unique(batch_of[row])) for row in second])
   expected = steps * (1 - (1 - 1 / steps) ** batch)
   assert sources > 0.9 * expected, (sources, expected)
-  uniform_spread = n / np.sqrt(12 * batch)  # The std of a random batch's mean row.
-  assert 0.8 < first.mean(axis=1).std() / uniform_spread < 1.25
+  assert 0.8 < _mean_spread(first, n) < 1.25
 
 
 def test_streamed_batches_are_drawn_like_a_random_permutation():
@@ -117,7 +121,7 @@ def test_streamed_batches_are_drawn_like_a_random_permutation():
   records = input_pipeline.shuffled(grain.MapDataset.range(n), seed=0)
   rows = np.array([records[i] for i in range(n // batch * batch)]).reshape(-1, batch)
   assert len(np.unique(rows)) == rows.size
-  assert 0.8 < rows.mean(axis=1).std() / (n / np.sqrt(12 * batch)) < 1.25
+  assert 0.8 < _mean_spread(rows, n) < 1.25
 
 
 def test_no_shuffle_reads_in_order():
