@@ -24,7 +24,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxgen import config as config_lib, families, optim
+from jaxgen import config as config_lib, families, optim, superres as superres_lib
 from jaxgen.families import autoregressive as autoregressive_family
 from jaxgen.families import diffusion as diffusion_family
 from jaxgen.families import gan as gan_family
@@ -120,12 +120,16 @@ def autoregressive(variant: str | None, variants: tuple[str, ...], *, model: Ove
 
 def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
               small_model: Overrides | None = None, per_variant: PerVariant | None = None,
-              **settings) -> ml_collections.ConfigDict:
+              superres: Overrides | None = None, **settings) -> ml_collections.ConfigDict:
   """A diffusion experiment: images in [-1, 1], batch 128, 20k steps, Adam 5e-4 after 500
   warm-up steps, gradient clipping 1, EMA 0.999, config.diffusion at its defaults (EDM's).
 
   `model` holds the U-Net's shape; `:demo` previews with 10-step samplers, `:small` is a
-  two-level 8-wide U-Net without attention sampled in 2 steps.
+  two-level 8-wide U-Net without attention sampled in 2 steps. `superres` (overrides of
+  `jaxgen.superres.default_options`) makes it SR3: the U-Net conditions on the upsampled
+  degraded image (model.cond_channels = its channels), with no sample grids (there is
+  nothing to upscale without data) and FID of the upscaled test split off by default (it
+  samples the whole split; PSNR/SSIM are always reported).
   """
   config = _family_base("diffusion", diffusion_family.sampling_options(),
                         {"remat": False, **model})
@@ -133,6 +137,10 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   config.update(batch_size=128, total_steps=20_000, log_every=100, sample_every=2000,
                 checkpoint_every=1000, eval_every=5000, ema_decay=0.999, num_samples=100)
   config.diffusion = diffusion_family.default_options()
+  if superres is not None:
+    config.superres = superres_lib.default_options()
+    _override(config.superres, superres, "superres.")
+    config.model.cond_channels = config.model.channels
   config.optim = optim.default_config(learning_rate=5e-4)
   config.optim.update(warmup_steps=500, grad_clip=1.0)
   recipes = dict(
@@ -140,7 +148,11 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
                 sampling=dict(preview_steps=10)),
       small=dict(num_samples=4, sampling=dict(steps=2)))
   small = {**dict(features=8, blocks=1, multipliers=(1, 2), attention=()), **(small_model or {})}
-  return _build(config, variant, variants, settings, recipes, small, per_variant)
+  config = _build(config, variant, variants, settings, recipes, small, per_variant)
+  if superres is not None:  # After every variant: none of them may turn these back on.
+    config.sample_every = 0
+    config.evaluation.sample_metrics = False
+  return config
 
 
 def build(family: str, variant: str | None, variants: tuple[str, ...], *, model: Overrides,

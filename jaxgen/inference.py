@@ -85,6 +85,56 @@ def traversal_uint8(config, family, mesh, state, num: int, steps: int, seed: int
   return images.to_uint8(out, config.data.normalize)
 
 
+def read_low_resolution(path: str, channels: int) -> np.ndarray:
+  """The images of FILE.png (one image) or FILE.npz ('images' [N, h, w(, C)]) as uint8
+  [N, h, w, channels]; a PNG's mode is converted (grey ↔ RGB, alpha dropped)."""
+  if path.endswith(".npz"):
+    with np.load(path) as f:
+      if "images" not in f:
+        raise UserError(f"--in {path!r}: expected an .npz with an 'images' array (as "
+                        "`jaxgen sample --out FILE.npz` writes), found " + ", ".join(f.files))
+      found = np.asarray(f["images"])
+    found = found[..., None] if found.ndim == 3 else found
+    if found.ndim != 4 or found.dtype != np.uint8 or found.shape[-1] != channels:
+      raise UserError(f"--in {path!r}: expected uint8 images [N, h, w, {channels}], found "
+                      f"{found.dtype} {list(found.shape)}")
+    return found
+  if not path.endswith(".png"):
+    raise UserError(f"--in {path!r}: expected a FILE.png or FILE.npz")
+  from PIL import Image
+  with Image.open(path) as image:
+    image = image.convert("L" if channels == 1 else "RGB")
+    pixels = np.asarray(image, np.uint8)
+  return pixels.reshape(1, *pixels.shape[:2], channels)
+
+
+def upscale_uint8(config, family, mesh, state, low: np.ndarray, seed: int) -> np.ndarray:
+  """Super-resolution of uint8 low-resolution images [N, h, w, C]: uint8 [N, H, W, C]."""
+  from jaxgen import superres
+  sr = superres.options(config)
+  if sr is None:
+    raise UserError(f"--in: this {config.family} run is not a super-resolution model (its "
+                    "config has no superres section); train one, e.g. "
+                    "experiments/sr3_fashion_mnist.py")
+  expected = superres.low_resolution_shape(sr, family.image_shape(config))
+  if tuple(low.shape[1:]) != expected:
+    raise UserError(f"--in: images of {low.shape[1]}×{low.shape[2]}×{low.shape[3]}, but this "
+                    f"model upscales {expected[0]}×{expected[1]}×{expected[2]} (÷"
+                    f"{sr.factor} of {config.model.image_size}); resize them first")
+  devices = mesh.shape[sharding.DATA]
+  chunk = _round_up(min(config.eval_batch_size, _round_up(len(low), devices)), devices)
+  run = jax.jit(lambda state, rng, x: family.sample(config, state, rng, chunk, {"low_res": x}))
+  out = []
+  with jax.set_mesh(mesh):
+    for i in range(-(-len(low) // chunk)):
+      part = low[i * chunk:(i + 1) * chunk]
+      padded = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), 0)])
+      generated = run(state, jax.random.fold_in(jax.random.PRNGKey(seed), i),
+                      images.from_uint8(padded, "symmetric"))
+      out.append(images.to_uint8(jax.device_get(generated), "symmetric")[:len(part)])
+  return np.concatenate(out)
+
+
 def _round_up(n, k):
   return -(-n // k) * k
 

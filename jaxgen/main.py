@@ -10,7 +10,7 @@ from jaxgen.errors import UserError
 VERBOSE_ENV = "JAXGEN_VERBOSE"
 # What `sample` and `evaluate` may override for one call (not saved): how a trained model is
 # sampled and evaluated, never what was trained.
-_CALL_OVERRIDES = {"sample": ("sampling.",),
+_CALL_OVERRIDES = {"sample": ("sampling.",), "upscale": ("sampling.", "eval_batch_size"),
                    "evaluate": ("sampling.", "evaluation.", "eval_batch_size")}
 
 
@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--label", type=int, default=None,
                       help="class-conditional models: sample this class only (default: "
                       "cycle through the classes, one per grid column)")
+  sample.add_argument("--prompt", default=None,
+                      help="class-conditional models: sample the class of this name, e.g. "
+                      "\"ankle boot\" (the dataset's own class names)")
   sample.add_argument("--interpolate", choices=("linear", "spherical"), default=None,
                       help="write --num latent interpolation strips of --steps images instead")
   sample.add_argument("--reconstruct", action="store_true",
@@ -50,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="VAEs: vary each of the first --num latent dimensions over --steps")
   sample.add_argument("--steps", type=int, default=10,
                       help="images per interpolation strip or traversal row")
+  upscale = commands.add_parser(
+      "upscale", help="upscale low-resolution images with a super-resolution run",
+      epilog="Sampling knobs as for sample: --config.sampling.KEY=VALUE.")
+  upscale.add_argument("--workdir", required=True)
+  upscale.add_argument("--in", dest="input", required=True,
+                       help="FILE.png (one image) or FILE.npz (uint8 'images' [N, h, w, C])")
+  upscale.add_argument("--out", required=True,
+                       help="FILE.npz (uint8 'images') or FILE.png (a grid)")
+  upscale.add_argument("--seed", type=int, default=0)
   evaluate = commands.add_parser(
       "evaluate", help="print test metrics of a workdir as JSON",
       epilog="Override how it evaluates (not what was trained), for this call only, with "
@@ -105,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="near-duplicates: at most this many of 64 dHash bits differ")
   audit.add_argument("--exclude-irrelevant", action="store_true",
                      help="also list the off-class candidates in the exclusion list")
-  for sub in (train, sample, evaluate, features, inception, prep, audit):
+  for sub in (train, sample, upscale, evaluate, features, inception, prep, audit):
     sub.add_argument("-v", "--verbose", action="store_true",
                      help=f"also show TensorFlow's and XLA's C++ logs and INFO logs (or set "
                      f"{VERBOSE_ENV}=1)")
@@ -164,9 +176,24 @@ def run(argv: list[str]) -> int:
   from jaxgen import conditioning, inference
   config, family, mesh, state = inference.restore(args.workdir)
   config_lib.apply_overrides(config, overrides)  # For this call only; not saved.
-  if args.command == "sample":
+  if args.command == "upscale":
+    low = inference.read_low_resolution(args.input, config.model.channels)
+    high = inference.upscale_uint8(config, family, mesh, state, low, args.seed)
+    if len(high) == 1 and args.out.endswith(".png"):  # One image in, that image out: no grid.
+      from jaxgen import images
+      images.write_png(args.out, high[0])
+    else:
+      inference.write_samples(args.out, high)
+    print(f"wrote {len(high)} upscaled images {high.shape[1:]} to {args.out}", file=sys.stderr)
+  elif args.command == "sample":
     if sum(map(bool, (args.interpolate, args.reconstruct, args.traverse))) > 1:
       raise UserError("--interpolate, --reconstruct and --traverse: pick one")
+    if args.prompt is not None:
+      if args.label is not None:
+        raise UserError("--prompt and --label: pick one")
+      from jaxgen import prompts
+      args.label = prompts.label_of(args.prompt, prompts.read_label_names(args.workdir, config),
+                                    config)
     if args.reconstruct:
       samples = inference.reconstruction_uint8(config, family, mesh, state, args.num, args.seed)
       columns = 16  # Eight (input, reconstruction) pairs per row.
@@ -197,8 +224,8 @@ def _check_overrides(command: str, overrides: dict[str, str]) -> None:
     return
   allowed = _CALL_OVERRIDES.get(command)
   if allowed is None:
-    raise UserError(f"--config.* overrides apply to `jaxgen train`, `sample` and `evaluate` "
-                    f"only, got {sorted(overrides)}")
+    raise UserError("--config.* overrides apply to `jaxgen train`, `sample`, `upscale` and "
+                    f"`evaluate` only, got {sorted(overrides)}")
   misplaced = sorted(k for k in overrides if not k.startswith(allowed))
   if misplaced:
     names = [f"--config.{a}*" if a.endswith(".") else f"--config.{a}" for a in allowed]

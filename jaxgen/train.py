@@ -18,7 +18,7 @@ from absl import logging
 from flax import traverse_util
 
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
-from jaxgen import families, images, nonfinite, reporting, sharding
+from jaxgen import families, images, nonfinite, prompts, reporting, sharding
 from jaxgen.data import datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
 
@@ -222,6 +222,9 @@ def prepare_workdir(config, workdir):
       logging.warning("resuming %s with a changed config: %s", workdir, ", ".join(changed))
   if jax.process_index() == 0:
     checkpoint.write_config(workdir, config)
+    names = datasets.label_names(config.data)
+    if names:  # So `jaxgen sample --prompt NAME` works without the data.
+      prompts.write_label_names(workdir, names)
 
 
 class StopSignal:
@@ -286,6 +289,9 @@ def train_and_evaluate(config, workdir: str) -> int | None:
                     "process): lower batch_size or use more data")
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
   new_arrays = check_init_from(config, workdir)
+  # The family's model checks run in its abstract init (memoised for restore_or_init): a
+  # bad model config is an error before anything is written.
+  create_state_fns(config, family, mesh)
   prepare_workdir(config, workdir)
 
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
@@ -334,8 +340,8 @@ def train_and_evaluate(config, workdir: str) -> int | None:
         checkpoint.wait(mngr)  # Earlier, good saves complete; nothing newer is saved.
         writer.close()
         skips.check(mngr.latest_step(), mngr.directory)
-      if _due(step, config.sample_every, config.total_steps):
-        write_samples(state, step)
+      if config.sample_every and _due(step, config.sample_every, config.total_steps):
+        write_samples(state, step)  # 0 disables grids: a super-resolution model has none.
         timer.reset(step)  # Sampling time is not training throughput.
       if eval_runs and _due(step, config.eval_every, config.total_steps):
         writer.write(step, {k: v for e in eval_runs for k, v in e.run(state)})

@@ -207,6 +207,16 @@ def test_conditional_gan_samples_a_class_and_interpolates(tmp_path, data_dir, cl
   assert cli("sample", "--workdir", workdir, "--num", "3", "--label", "7", "--out",
              f"{workdir}/s.npz").returncode == 0
   assert np.load(f"{workdir}/s.npz")["images"].shape == (3, 28, 28, 1)
+  # By name: class 7 is Fashion-MNIST's 'Sneaker'; the same samples as --label 7.
+  assert cli("sample", "--workdir", workdir, "--num", "3", "--prompt", "SNEAKER", "--out",
+             f"{workdir}/p.npz").returncode == 0
+  np.testing.assert_array_equal(np.load(f"{workdir}/p.npz")["images"],
+                                np.load(f"{workdir}/s.npz")["images"])
+  assert_one_line_error(cli("sample", "--workdir", workdir, "--prompt", "boots", "--out",
+                            f"{workdir}/x.png"), "'boots' is not a class name", "'Ankle boot'")
+  os.remove(f"{workdir}/labels.json")  # As runs trained before it was written: metadata.
+  assert cli("sample", "--workdir", workdir, "--num", "3", "--prompt", "sneaker", "--out",
+             f"{workdir}/p.npz").returncode == 0
   result = cli("sample", "--workdir", workdir, "--num", "2", "--interpolate", "spherical",
                "--steps", "4", "--out", f"{workdir}/strips.png")
   assert result.returncode == 0, result.stderr

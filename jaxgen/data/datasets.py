@@ -157,6 +157,17 @@ def dataset_info(data) -> dict:
   return dict(shape=_output_shape(feature.shape, data), num_classes=_num_classes(builder))
 
 
+def label_names(data) -> list[str]:
+  """The dataset's class names from its metadata, in label order; [] when it has none."""
+  check_config(data)
+  if data.name == "prepared":
+    from jaxgen.data import prepared
+    return list(prepared.read_manifest(data.prepared_dir)["label_names"])
+  builder = _image_folder(data) if data.name == "folder" else _builder(data)
+  label = builder.info.features["label"] if "label" in builder.info.features else None
+  return list(label.names) if isinstance(label, tfds.features.ClassLabel) else []
+
+
 @dataclasses.dataclass
 class _Records:
   """A shard's still-encoded (image bytes, int32 label) records and what to expect of them."""

@@ -4,8 +4,11 @@ Computed in the space of a named feature network (`jaxgen.evaluators.features`),
 reference split's statistics cached on disk beside that network, keyed by its checksum.
 Means and covariances stream over batches; KID and precision/recall need the feature
 vectors themselves, so at most `evaluation.max_stored_features` of each side are kept.
+A super-resolution model's "samples" are its upscalings of the degraded split itself, scored
+beside the `superres.upsample` baseline of the same images (`baseline_*`).
 """
 
+import functools
 import os
 import sys
 import time
@@ -15,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import families, files, images as images_lib, sharding
+from jaxgen import families, files, images as images_lib, sharding, superres
 from jaxgen.data import input_pipeline
 from jaxgen.evaluators import class_balance, feature_stats, feature_store, features, kid_pr
 
@@ -108,6 +111,39 @@ class SampleQualityEvaluator:
     chunk = config.eval_batch_size
     self._sample = jax.jit(lambda state, rng: _to_model_range(
         family.sample(config, state, rng, chunk), config.data.normalize))
+    self.superres, self.source = superres.options(config), real_source
+    if self.superres is not None:
+      self._upscale = jax.jit(functools.partial(self._upscaled_pair, config, family))
+
+  @staticmethod
+  def _upscaled_pair(config, family, state, rng, image):
+    """The model's and the baseline's upscaling of the degraded `image`, in [-1, 1]."""
+    degrade_rng, sample_rng = jax.random.split(rng)
+    sr = superres.options(config)
+    low = superres.low_resolution(sr, image, degrade_rng)
+    upscaled = family.sample(config, state, sample_rng, image.shape[0], {"low_res": low})
+    return tuple(_to_model_range(x, config.data.normalize)
+                 for x in (upscaled, superres.upsample(sr, low, image.shape[1:])))
+
+  def _upscaled_statistics(self, state, rng):
+    """Streamed statistics of the first evaluation.num_samples images of the split, upscaled
+    by the model and by the baseline."""
+    cfg = self.config.evaluation
+    dataset = input_pipeline.eval_dataset(
+        self.config.data, self.source,
+        local_batch_size=self.config.eval_batch_size // jax.process_count())
+    model, baseline = (_Streamer(cfg.max_stored_features) for _ in range(2))
+    seen = 0
+    for i, batch in enumerate(input_pipeline.global_batches(dataset, self.mesh)):
+      if seen >= cfg.num_samples:
+        break
+      mask = np.asarray(jax.device_get(batch["mask"]))
+      mask = mask * (seen + np.cumsum(mask) <= cfg.num_samples)
+      seen += int(mask.sum())
+      upscaled, upsampled = self._upscale(state, jax.random.fold_in(rng, i), batch["image"])
+      model.add(self.features_fn(upscaled), mask)
+      baseline.add(self.features_fn(upsampled), mask)
+    return model.result(), baseline.result()
 
   def _classifier(self, name, root, source, gather):
     """The feature network's logits when it classifies the data's own classes (for
@@ -131,12 +167,15 @@ class SampleQualityEvaluator:
     return reference
 
   def run(self, state) -> Iterator[tuple[str, object]]:
+    rng = jax.random.PRNGKey(self.config.seed + 3)  # The same latents at every evaluation.
+    if self.superres is not None:
+      yield from self._run_upscaled(state, rng)
+      return
     cfg = self.config.evaluation
     chunk = self.config.eval_batch_size
     streamer = _Streamer(cfg.max_stored_features)
     classes = (class_balance.ClassCounter(self.data_labels, self.info["num_classes"])
                if self.logits_fn else None)
-    rng = jax.random.PRNGKey(self.config.seed + 3)  # The same latents at every evaluation.
     start = time.perf_counter()
     with jax.set_mesh(self.mesh):
       for i in range(-(-cfg.num_samples // chunk)):
@@ -150,18 +189,33 @@ class SampleQualityEvaluator:
           print(f"sampling for FID/KID/P/R: {done} of {cfg.num_samples}, "
                 f"{done / (time.perf_counter() - start):,.0f} samples/s", file=sys.stderr,
                 flush=True)
-    fake, real = streamer.result(), self.reference
-    p = self.prefix
-    for name, value in compare(real, fake, cfg, self.config.seed).items():
-      yield p + name, value
+    fake = streamer.result()
+    yield from self._compared(fake)
     if classes:
-      yield from classes.metrics(p + "classes/")
-    yield from ((p + "sample_metrics/num_samples", int(fake["count"])),
-                (p + "sample_metrics/num_reference", int(real["count"])),
-                (p + "sample_metrics/num_kid_pr_features", len(fake["features"])),
-                (p + "sample_metrics/reference_split", self.real_split),
-                (p + "sample_metrics/feature_network", cfg.feature_network),
-                (p + "sample_metrics/feature_network_sha256", self.checksum),
-                (p + "sample_metrics/pr_k", cfg.pr_k),
-                *((p + "sample_metrics/" + k, v)
-                  for k, v in families.sampling_provenance(self.config).items()))
+      yield from classes.metrics(self.prefix + "classes/")
+    yield from self._provenance(fake)
+
+  def _run_upscaled(self, state, rng):
+    with jax.set_mesh(self.mesh):
+      fake, baseline = self._upscaled_statistics(state, rng)
+    yield from self._compared(fake)
+    yield from self._compared(baseline, "baseline_")
+    yield from self._provenance(fake)
+    yield (self.prefix + "sample_metrics/samples",
+           f"the first {int(fake['count'])} images of {self.real_split}, degraded and upscaled")
+
+  def _compared(self, fake, name_prefix: str = ""):
+    scores = compare(self.reference, fake, self.config.evaluation, self.config.seed)
+    return ((self.prefix + name_prefix + name, value) for name, value in scores.items())
+
+  def _provenance(self, fake):
+    p, cfg, real = self.prefix, self.config.evaluation, self.reference
+    return ((p + "sample_metrics/num_samples", int(fake["count"])),
+            (p + "sample_metrics/num_reference", int(real["count"])),
+            (p + "sample_metrics/num_kid_pr_features", len(fake["features"])),
+            (p + "sample_metrics/reference_split", self.real_split),
+            (p + "sample_metrics/feature_network", cfg.feature_network),
+            (p + "sample_metrics/feature_network_sha256", self.checksum),
+            (p + "sample_metrics/pr_k", cfg.pr_k),
+            *((p + "sample_metrics/" + k, v)
+              for k, v in families.sampling_provenance(self.config).items()))

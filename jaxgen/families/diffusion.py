@@ -15,6 +15,11 @@ D(x; σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x; c_noise(σ)) serves both, a
              is both conditional and unconditional (classifier-free guidance).
 Sampling (config.sampling, `sampling_options`): the sampler, steps, guidance scale w
 (D = D_uncond + w·(D_cond − D_uncond): 0 unconditional, 1 conditional), η, churn, σ range.
+
+With config.superres (`jaxgen.superres`) the model is SR3 (Saharia et al. 2021): the U-Net
+takes the upsampled low-resolution image as extra input channels (model.cond_channels),
+training degrades each batch on the fly, `sample` upscales cond['low_res'], and evaluation
+reports PSNR/SSIM of the upscaled test images beside the `superres.upsample` baseline.
 """
 
 import functools
@@ -24,8 +29,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import accumulate, conditioning, families, models, sharding, train_state
+from jaxgen import accumulate, conditioning, families, models, sharding, superres, train_state
 from jaxgen.errors import UserError
+from jaxgen.evaluators import fidelity
 from jaxgen.families import diffusion_bound
 from jaxgen.families import diffusion_samplers as samplers
 from jaxgen.train_state import TrainState, sampling_params
@@ -36,6 +42,9 @@ TARGETS = ("F", "eps", "x0", "v")
 WEIGHTINGS = ("uniform", "edm", "min_snr")
 # σ levels of the evaluation's per-level denoising error: fine detail, mid, coarse.
 EVAL_SIGMAS = (0.05, 0.5, 5.0)
+# Super-resolution's random numbers come from fold_in(key, this), so the other models'
+# splits of the same key, and so their runs, stay what they were before it existed.
+SUPERRES_STREAM = 0x5e5
 
 
 def default_options() -> ml_collections.ConfigDict:
@@ -60,6 +69,9 @@ def sampling_options() -> ml_collections.ConfigDict:
       churn=0.0,               # Heun's S_churn: noise added back per step; 0 = deterministic.
       sigma_min=0.002, sigma_max=80.0, rho=7.0,  # The Karras σ schedule.
       preview_steps=0,         # Steps of the training-time sample grids; 0 = `steps`.
+      # The denoiser's weights for sampling and evaluation: 'ema' (the average training
+      # keeps, when ema_decay > 0) or 'raw' (the last step's).
+      weights="ema",
   ))
 
 
@@ -80,6 +92,20 @@ def _check(config, opts) -> None:
   if config.data.normalize != "symmetric":
     raise UserError(f"data.normalize={config.data.normalize!r}: the diffusion family models "
                     "images in [-1, 1]; set data.normalize='symmetric'")
+  sr, cond_channels = superres.options(config), config.model.get("cond_channels", 0)
+  if sr is not None:
+    superres.check(sr, image_shape(config))
+    if config.sample_every:
+      raise UserError(f"sample_every={config.sample_every}: a super-resolution model draws "
+                      "nothing without images to upscale; set sample_every=0 and use "
+                      "`jaxgen upscale` (evaluation reports PSNR/SSIM, and FID with "
+                      "evaluation.sample_metrics)")
+  if cond_channels != (config.model.channels if sr is not None else 0):
+    raise UserError(f"model.cond_channels={cond_channels}: " + (
+        f"super-resolution conditions on the {config.model.channels}-channel upsampled image; "
+        f"set model.cond_channels={config.model.channels}" if sr is not None else
+        "only super-resolution (config.superres) gives the U-Net a condition image; set "
+        "model.cond_channels=0"))
 
 
 def build_model(config):
@@ -98,8 +124,9 @@ def init_state(config, rng, image_shape) -> TrainState:
   model = build_model(config)
   params_rng, run_rng = jax.random.split(rng)
   labels = jnp.zeros((1,), jnp.int32) if conditioning.num_classes(config) else None
+  cond_image = jnp.zeros((1, *image_shape)) if superres.options(config) else None
   params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32),
-                      jnp.zeros((1,), jnp.float32), labels)["params"]
+                      jnp.zeros((1,), jnp.float32), labels, cond_image)["params"]
   return train_state.create_state(config, params, run_rng)
 
 
@@ -151,24 +178,27 @@ def loss_weight(opts, sigma):
   return 1.0 / preconditioning(opts, sigma)[1] ** 2  # The target's own MSE.
 
 
-def denoise(config, params, x, sigma, labels=None, rng=None, train: bool = False):
-  """D(x; σ): the estimate of x₀ [b, H, W, C] from x [b, H, W, C] at σ [b] (float32)."""
+def denoise(config, params, x, sigma, labels=None, rng=None, train: bool = False,
+            cond_image=None):
+  """D(x; σ): the estimate of x₀ [b, H, W, C] from x [b, H, W, C] at σ [b] (float32), given
+  the upsampled low-resolution image cond_image [b, H, W, C] for super-resolution."""
   c_skip, c_out, c_in, c_noise = preconditioning(options(config), sigma)
   per_image = lambda c: c[:, None, None, None]
   rngs = {"dropout": rng} if train else None
   out = build_model(config).apply({"params": params}, per_image(c_in) * x, c_noise, labels,
-                                  train=train, rngs=rngs)
+                                  cond_image, train=train, rngs=rngs)
   return per_image(c_skip) * x + per_image(c_out) * out.astype(jnp.float32)
 
 
-def per_example_loss(config, params, image, rng, labels=None, train: bool = False):
+def per_example_loss(config, params, image, rng, labels=None, train: bool = False,
+                     cond_image=None):
   """λ(σ)·‖D(x₀ + σε; σ) − x₀‖² averaged over pixels, per example [b], σ drawn in training."""
   opts = options(config)
   sigma_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
   x0 = image.astype(jnp.float32)
   sigma = training_sigmas(opts, sigma_rng, x0.shape[0])
   noisy = x0 + sigma[:, None, None, None] * jax.random.normal(noise_rng, x0.shape)
-  estimate = denoise(config, params, noisy, sigma, labels, drop_rng, train)
+  estimate = denoise(config, params, noisy, sigma, labels, drop_rng, train, cond_image)
   error = jnp.mean((estimate - x0) ** 2, axis=(1, 2, 3))
   return loss_weight(opts, sigma) * error
 
@@ -188,9 +218,17 @@ def train_loss(config, state: TrainState, params, batch, rng):
   the loss `train_step` differentiates."""
   del state
   loss_rng, label_rng = jax.random.split(rng)
+  degrade_rng = jax.random.fold_in(rng, SUPERRES_STREAM)
   labels = _training_labels(config, batch, label_rng)
+  cond_image = _condition(config, batch["image"], degrade_rng)
   return jnp.mean(per_example_loss(config, params, batch["image"], loss_rng, labels,
-                                   train=True)), {}
+                                   train=True, cond_image=cond_image)), {}
+
+
+def _condition(config, image, rng):
+  """The upsampled degraded copy of `image` for super-resolution, else None."""
+  sr = superres.options(config)
+  return None if sr is None else superres.condition_image(sr, image, rng)
 
 
 def train_step(config, state: TrainState, batch):
@@ -205,21 +243,36 @@ def eval_metrics(config, state: TrainState, batch, rng):
   """The training loss (its σ distribution), the plain denoising MSE at fixed σ levels and
   the variational bound in bits/dim (`diffusion_bound`) on held-out images, with the EMA
   weights; conditional models see the true labels."""
-  params = sampling_params(state)
+  params = _weights(config, state)
   labels = conditioning.batch_labels(config, batch)
   x0 = batch["image"].astype(jnp.float32)
+  degrade_rng, upscale_rng = jax.random.split(jax.random.fold_in(rng, SUPERRES_STREAM))
   loss_rng, bound_rng, rng = jax.random.split(rng, 3)
-  metrics = {"loss": per_example_loss(config, params, x0, loss_rng, labels)}
+  cond_image = _condition(config, x0, degrade_rng)
+  metrics = {"loss": per_example_loss(config, params, x0, loss_rng, labels,
+                                      cond_image=cond_image)}
   sampling = _sampling_options(config)
   metrics.update(diffusion_bound.bound_terms(
-      config, lambda x, sigma: denoise(config, params, x, sigma, labels), x0, bound_rng,
-      sampling.sigma_min, sampling.sigma_max))
+      config, lambda x, sigma: denoise(config, params, x, sigma, labels,
+                                       cond_image=cond_image),
+      x0, bound_rng, sampling.sigma_min, sampling.sigma_max))
   for i, level in enumerate(EVAL_SIGMAS):
     sigma = jnp.full((x0.shape[0],), level, jnp.float32)
     estimate = denoise(config, params, x0 + level * jax.random.normal(
-        jax.random.fold_in(rng, i), x0.shape), sigma, labels)
+        jax.random.fold_in(rng, i), x0.shape), sigma, labels, cond_image=cond_image)
     metrics[f"denoise_mse_sigma_{level:g}"] = jnp.mean((estimate - x0) ** 2, axis=(1, 2, 3))
+  if cond_image is not None:
+    metrics.update(_upscaling_metrics(config, params, x0, labels, cond_image, upscale_rng))
   return metrics
+
+
+def _upscaling_metrics(config, params, x0, labels, cond_image, rng):
+  """PSNR/SSIM of the sampler's upscaling of each degraded test image, and of the
+  `superres.upsample` baseline (the condition image itself), against the original."""
+  upscaled = _draw(config, params, labels, cond_image, rng, x0.shape[0])
+  return {"psnr": fidelity.psnr(upscaled, x0), "ssim": fidelity.ssim(upscaled, x0),
+          "baseline_psnr": fidelity.psnr(cond_image, x0),
+          "baseline_ssim": fidelity.ssim(cond_image, x0)}
 
 
 def provenance(config) -> dict:
@@ -230,7 +283,20 @@ def provenance(config) -> dict:
           "denoise_mse": f"plain MSE of D at σ = {', '.join(f'{s:g}' for s in EVAL_SIGMAS)}",
           "bound": diffusion_bound.DESCRIPTION,
           "nfe": samplers.num_evaluations(sampling.sampler, sampling.steps),
-          "parameters": train_state.parameters_provenance(config)}
+          "parameters": ("raw" if sampling.weights == "raw"
+                         else train_state.parameters_provenance(config)),
+          **_superres_provenance(config)}
+
+
+def _superres_provenance(config) -> dict:
+  sr = superres.options(config)
+  if sr is None:
+    return {}
+  return {"superres/degradation": f"Gaussian blur σ {sr.blur:g}, box ÷{sr.factor}, noise σ "
+                                  f"{sr.noise:g}" + (", 8-bit" if sr.quantise else ""),
+          "superres/baseline": f"{sr.upsample} upsampling of the degraded image",
+          "superres/bound": "conditional: −log p(x | its degraded copy)",
+          "superres/psnr_ssim": "8-bit images; SSIM as tf.image.ssim (11×11 Gaussian σ 1.5)"}
 
 
 def preview_overrides(config) -> dict:
@@ -242,23 +308,26 @@ def preview_overrides(config) -> dict:
 def _sampling_options(config):
   opts = families.sampling(config)
   samplers.check(opts)
+  if opts.weights not in ("ema", "raw"):
+    raise UserError(f"sampling.weights={opts.weights!r}: expected 'ema' or 'raw'")
   if opts.guidance != 1.0 and not conditioning.num_classes(config):
     raise UserError(f"sampling.guidance={opts.guidance}: guidance needs a class-conditional "
                     "model (model.num_classes > 0); set sampling.guidance=1")
   return opts
 
 
-def guided_denoiser(config, params, labels, guidance: float):
+def guided_denoiser(config, params, labels, guidance: float, cond_image=None):
   """(x, σ) -> D at the scalar σ: conditional on `labels` [b] (or null-class labels for an
-  unconditional draw of a conditional model), guided with scale w when w ≠ 1: the
-  conditional and unconditional predictions in one batched pass."""
+  unconditional draw of a conditional model) and on cond_image, guided with scale w when
+  w ≠ 1: the conditional and unconditional predictions in one batched pass."""
   def denoise_at(x, sigma):
     sigmas = jnp.full((x.shape[0],), sigma, jnp.float32)
     if labels is None or guidance == 1.0:
-      return denoise(config, params, x, sigmas, labels)
+      return denoise(config, params, x, sigmas, labels, cond_image=cond_image)
     null = jnp.full_like(labels, conditioning.num_classes(config))
-    both = denoise(config, params, jnp.concatenate([x, x]), jnp.concatenate([sigmas, sigmas]),
-                   jnp.concatenate([labels, null]))
+    twice = lambda v: None if v is None else jnp.concatenate([v, v])
+    both = denoise(config, params, twice(x), twice(sigmas), jnp.concatenate([labels, null]),
+                   cond_image=twice(cond_image))
     cond, uncond = jnp.split(both, 2)
     return uncond + guidance * (cond - uncond)
   return denoise_at
@@ -266,10 +335,28 @@ def guided_denoiser(config, params, labels, guidance: float):
 
 def sample(config, state: TrainState, rng, num: int, cond=None):
   """Images [num, H, W, C] in [-1, 1] from config.sampling's sampler; conditional models
-  follow cond['label'] [num], or cycle through the classes."""
-  opts = _sampling_options(config)
+  follow cond['label'] [num], or cycle through the classes; super-resolution upscales
+  cond['low_res'] [num, H/f, W/f, C] in [-1, 1]."""
   labels = conditioning.sampling_labels(config, cond, num)
+  cond_image = None
+  sr = superres.options(config)
+  if sr is not None:
+    if cond is None or cond.get("low_res") is None:
+      raise UserError("this super-resolution model upscales given images: use `jaxgen "
+                      "upscale --workdir DIR --in FILE --out FILE`")
+    cond_image = sharding.constrain_batch(
+        superres.upsample(sr, jnp.asarray(cond["low_res"], jnp.float32), image_shape(config)))
+  return _draw(config, _weights(config, state), labels, cond_image, rng, num)
+
+
+def _weights(config, state: TrainState):
+  """The parameters sampling.weights names: the EMA (when kept) or the raw ones."""
+  return state.params if _sampling_options(config).weights == "raw" else sampling_params(state)
+
+
+def _draw(config, params, labels, cond_image, rng, num):
+  opts = _sampling_options(config)
   noise_rng, sampler_rng = jax.random.split(rng)
   noise = sharding.constrain_batch(jax.random.normal(noise_rng, (num, *image_shape(config))))
-  denoiser = guided_denoiser(config, sampling_params(state), labels, opts.guidance)
+  denoiser = guided_denoiser(config, params, labels, opts.guidance, cond_image)
   return jnp.clip(samplers.sample(opts, denoiser, noise, sampler_rng), -1.0, 1.0)

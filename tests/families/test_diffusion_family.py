@@ -175,6 +175,19 @@ def test_sampling_is_deterministic_per_seed_and_in_range(small):
   assert not np.array_equal(a, draw(jax.random.PRNGKey(7)))
 
 
+def test_raw_weights_sample_as_an_ema_equal_to_them_does(small):
+  """sampling.weights='raw' samples the live parameters: exactly what the default (EMA)
+  draws once the EMA is set to them. The fixture's EMA is the unshifted init."""
+  config, state = small
+  raw = config.copy_and_resolve_references()
+  raw.sampling.weights = "raw"
+  draw = lambda c: jax.jit(lambda s, rng: diffusion.sample(c, s, rng, 4))
+  key = jax.random.PRNGKey(6)
+  from_raw, from_ema = draw(raw)(state, key), draw(config)
+  np.testing.assert_array_equal(from_raw, from_ema(state.replace(ema_params=state.params), key))
+  assert not np.array_equal(from_raw, from_ema(state, key))
+
+
 def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class():
   config = config_lib.load(SMALL, EIGHT_BY_EIGHT)
   with config.unlocked():
@@ -238,7 +251,7 @@ def _train(data_dir, workdir, devices, *stops):
     train.train_and_evaluate(small_config(
         "experiments/edm_fashion_mnist.py", data_dir, total_steps=total,
         **{"mesh.data": devices, "sampling.guidance": 2.0, "data.image_size": 8,
-           **EIGHT_BY_EIGHT}), str(workdir))
+           "sample_every": 3, **EIGHT_BY_EIGHT}), str(workdir))
 
 
 def _grid(workdir):
