@@ -89,7 +89,7 @@ def test_sample_takes_sampling_overrides_only(tmp_path, cli):
                   str(tmp_path / "s.npz"), "--config.model.x=1")
   assert_only_error_line(result, "`jaxgen sample` takes --config.sampling.* only", "model.x")
   assert_only_error_line(cli("train-features", "--config.sampling.t=1"),
-                         "`jaxgen train`, `sample` and `evaluate` only")
+                         "`jaxgen train`, `sample`, `upscale` and `evaluate` only")
 
 
 def test_bad_arguments_are_one_line_too(cli):
