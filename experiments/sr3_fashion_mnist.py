@@ -11,13 +11,14 @@ Run (full Fashion-MNIST; offline it prepares from Debian's dataset-fashion-mnist
   jaxgen evaluate --workdir runs/sr3   # PSNR/SSIM against bicubic, and the bound
   jaxgen upscale --workdir runs/sr3 --in low.png --out high.png   # a 7×7 image → 28×28
 Variants: `:x2` is 14×14 → 28×28; `:cpu` the 2-core CPU's size (features 16, batch 64);
+`:cifar10` CIFAR-10 16×16 → 32×32 RGB (TFDS, network once; width 64, attention at 8×8);
 `:demo` the bundled subset; `:small` a seconds-long smoke run (tests). Blur and noise in the
 degradation: --config.superres.blur=S --config.superres.noise=S.
 """
 
 from jaxgen import experiment
 
-VARIANTS = ("x2", "cpu", "demo", "small")
+VARIANTS = ("x2", "cpu", "cifar10", "demo", "small")
 
 
 def get_config(arg=None):
@@ -30,4 +31,7 @@ def get_config(arg=None):
       sampling=dict(sampler="dpmpp_2m", steps=10),
       per_variant=dict(x2=dict(superres=dict(factor=2)),
                        cpu=dict(model=dict(features=16), batch_size=64, total_steps=2000,
-                                checkpoint_every=400, eval_every=0)))
+                                checkpoint_every=400, eval_every=0),
+                       cifar10=dict(data=dict(name="cifar10"), superres=dict(factor=2),
+                                    model=dict(image_size=32, channels=3, cond_channels=3,
+                                               features=64, attention=(8,)))))

@@ -28,18 +28,26 @@ def sample_uint8(config, family, mesh, state, num: int, seed: int,
   """
   if num < 1:
     raise UserError(f"--num={num}: expected a positive number of samples")
-  chunk = min(config.eval_batch_size, _round_up(num, mesh.shape[sharding.DATA]))
-  chunk = _round_up(chunk, mesh.shape[sharding.DATA])
-  num_chunks = -(-num // chunk)
-  cond = conditioning.for_sampling(config, num_chunks * chunk, label)
+  chunk = _chunk_size(config, mesh, num)
+  cond = conditioning.for_sampling(config, -(-num // chunk) * chunk, label)
   sample = jax.jit(lambda state, rng, c: family.sample(config, state, rng, chunk, c))
+  return _in_chunks(config, mesh, num, chunk, lambda i, rng: sample(
+      state, rng, jax.tree.map(lambda v: v[i * chunk:(i + 1) * chunk], cond)), seed)
+
+
+def _chunk_size(config, mesh, num: int) -> int:
+  """At most eval_batch_size (and no more than `num` needs), a multiple of the data axis."""
+  devices = mesh.shape[sharding.DATA]
+  return _round_up(min(config.eval_batch_size, _round_up(num, devices)), devices)
+
+
+def _in_chunks(config, mesh, num: int, chunk: int, draw, seed: int) -> np.ndarray:
+  """uint8 [num, H, W, C]: draw(i, key i of `seed`) for chunk after chunk, under the mesh."""
   out = []
   with jax.set_mesh(mesh):
-    for i in range(num_chunks):
-      chunk_cond = jax.tree.map(lambda v: v[i * chunk:(i + 1) * chunk], cond)
-      generated = jax.device_get(sample(state, jax.random.fold_in(jax.random.PRNGKey(seed), i),
-                                        chunk_cond))
-      out.append(images.to_uint8(generated, config.data.normalize))
+    for i in range(-(-num // chunk)):
+      generated = draw(i, jax.random.fold_in(jax.random.PRNGKey(seed), i))
+      out.append(images.to_uint8(jax.device_get(generated), config.data.normalize))
   return np.concatenate(out)[:num]
 
 
@@ -121,18 +129,12 @@ def upscale_uint8(config, family, mesh, state, low: np.ndarray, seed: int) -> np
     raise UserError(f"--in: images of {low.shape[1]}×{low.shape[2]}×{low.shape[3]}, but this "
                     f"model upscales {expected[0]}×{expected[1]}×{expected[2]} (÷"
                     f"{sr.factor} of {config.model.image_size}); resize them first")
-  devices = mesh.shape[sharding.DATA]
-  chunk = _round_up(min(config.eval_batch_size, _round_up(len(low), devices)), devices)
+  chunk = _chunk_size(config, mesh, len(low))
   run = jax.jit(lambda state, rng, x: family.sample(config, state, rng, chunk, {"low_res": x}))
-  out = []
-  with jax.set_mesh(mesh):
-    for i in range(-(-len(low) // chunk)):
-      part = low[i * chunk:(i + 1) * chunk]
-      padded = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), 0)])
-      generated = run(state, jax.random.fold_in(jax.random.PRNGKey(seed), i),
-                      images.from_uint8(padded, "symmetric"))
-      out.append(images.to_uint8(jax.device_get(generated), "symmetric")[:len(part)])
-  return np.concatenate(out)
+  # The last chunk padded with copies of its last image, so every call has one shape.
+  padded = np.concatenate([low, np.repeat(low[-1:], -len(low) % chunk, 0)])
+  return _in_chunks(config, mesh, len(low), chunk, lambda i, rng: run(
+      state, rng, images.from_uint8(padded[i * chunk:(i + 1) * chunk], "symmetric")), seed)
 
 
 def _round_up(n, k):

@@ -10,6 +10,8 @@ deterministic, sharded and resumable as the batches themselves. config.superres
            a factor × factor block: what `tf.image.resize(..., 'area')` does);
   noise    σ of Gaussian noise added to the low-resolution image, in [-1, 1] units;
   quantise True rounds the low-resolution image to 8 bits, as a saved PNG would be;
+  jpeg     a JPEG quality 1–100: the low-resolution image as a save and load at it would
+           leave it (`jaxgen.jpeg`); 0: no compression;
   upsample how the low-resolution image is brought back to H × W for the network and for
            the baseline it is compared against: 'cubic' (bicubic), 'linear' or 'nearest'.
 """
@@ -20,14 +22,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxgen import jpeg
 from jaxgen.errors import UserError
 
 UPSAMPLE_METHODS = ("cubic", "linear", "nearest")
+# A family's degradations draw from fold_in(its key, this): the splits the rest of its step
+# makes of the same key, and so every run without super-resolution, stay as they were.
+KEY_STREAM = 0x5e5
 
 
 def default_options() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(factor=4, blur=0.0, noise=0.0, quantise=True,
-                                        upsample="cubic"))
+                                        jpeg=0, upsample="cubic"))
 
 
 def options(config) -> ml_collections.ConfigDict | None:
@@ -50,9 +56,34 @@ def check(opts, image_shape) -> None:
   for name in ("blur", "noise"):
     if not opts[name] >= 0:
       raise UserError(f"superres.{name}={opts[name]!r}: expected a σ ≥ 0 (0: none)")
+  if not isinstance(opts.jpeg, int) or not 0 <= opts.jpeg <= 100:
+    raise UserError(f"superres.jpeg={opts.jpeg!r}: expected a JPEG quality from 1 to 100, or "
+                    "0 (no compression)")
   if opts.upsample not in UPSAMPLE_METHODS:
     raise UserError(f"superres.upsample={opts.upsample!r}: expected one of "
                     f"{', '.join(UPSAMPLE_METHODS)}")
+
+
+def check_run(config, image_shape) -> ml_collections.ConfigDict:
+  """config.superres's options after `check`, for a run: one without sample grids (there is
+  nothing to upscale without data; evaluation and `jaxgen upscale` stand in for them)."""
+  opts = options(config)
+  check(opts, image_shape)
+  if config.sample_every:
+    raise UserError(f"sample_every={config.sample_every}: a super-resolution model draws "
+                    "nothing without images to upscale; set sample_every=0 and use "
+                    "`jaxgen upscale` (evaluation reports PSNR/SSIM, and FID with "
+                    "evaluation.sample_metrics)")
+  return opts
+
+
+def provenance(opts) -> dict:
+  """How a super-resolution run's evaluation degraded and compared its images."""
+  return {"superres/degradation": f"Gaussian blur σ {opts.blur:g}, box ÷{opts.factor}, noise "
+                                  f"σ {opts.noise:g}" + (", 8-bit" if opts.quantise else "")
+                                  + (f", JPEG quality {opts.jpeg}" if opts.jpeg else ""),
+          "superres/baseline": f"{opts.upsample} upsampling of the degraded image",
+          "superres/psnr_ssim": "8-bit images; SSIM as tf.image.ssim (11×11 Gaussian σ 1.5)"}
 
 
 def low_resolution_shape(opts, image_shape) -> tuple[int, int, int]:
@@ -91,10 +122,22 @@ def quantise(image):
 
 def low_resolution(opts, image, rng):
   """The degraded copy [b, H/f, W/f, C] of `image` [b, H, W, C] in [-1, 1]."""
-  low = box_downsample(gaussian_blur(image.astype(jnp.float32), opts.blur), opts.factor)
-  if opts.noise > 0:
-    low = low + opts.noise * jax.random.normal(rng, low.shape)
-  return quantise(low) if opts.quantise else jnp.clip(low, -1.0, 1.0)
+  image = image.astype(jnp.float32)
+  if opts.quantise and not opts.blur and not opts.noise:
+    # 8-bit in, 8-bit out: the block means of integer levels, whose sums are exact in float32
+    # whatever order XLA adds in, so a mean on a tie (x.5 levels: one block in 16 at ÷4)
+    # rounds the same way on one device or many, and the pairs are the same on any mesh.
+    levels = box_downsample(jnp.round((jnp.clip(image, -1.0, 1.0) + 1.0) * 127.5), opts.factor)
+    low = jnp.round(levels) / 127.5 - 1.0
+  else:
+    low = box_downsample(gaussian_blur(image, opts.blur), opts.factor)
+    if opts.noise > 0:
+      low = low + opts.noise * jax.random.normal(rng, low.shape)
+    low = quantise(low) if opts.quantise else jnp.clip(low, -1.0, 1.0)
+  if opts.jpeg:
+    low = jpeg.compress(jnp.round((jnp.clip(low, -1.0, 1.0) + 1.0) * 127.5), opts.jpeg)
+    low = low / 127.5 - 1.0
+  return low
 
 
 def upsample(opts, low, image_shape):

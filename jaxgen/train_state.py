@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgen import optim
+from jaxgen.errors import UserError
 
 PyTree = Any
 
@@ -151,6 +152,14 @@ def sampling_params(state: TrainState, network: str | None = None) -> PyTree:
   """The parameters to sample and evaluate with: EMA when kept, else the live ones."""
   ema = state.ema_params if network is None else state.ema_params.get(network)
   return ema if ema else _network(state.params, network)
+
+
+def weights_to_sample(state: TrainState, weights: str, network: str | None = None) -> PyTree:
+  """The parameters config.sampling.weights names: 'ema' (`sampling_params`) or 'raw', the
+  last step's, to compare the two on one checkpoint."""
+  if weights not in ("ema", "raw"):
+    raise UserError(f"sampling.weights={weights!r}: expected 'ema' or 'raw'")
+  return _network(state.params, network) if weights == "raw" else sampling_params(state, network)
 
 
 def parameters_provenance(config) -> str:

@@ -45,6 +45,25 @@ def test_downsampling_an_upsampled_low_resolution_image_gives_it_back(factor):
   assert cubic.shape == (4, 28, 28, 1) and float(jnp.abs(cubic).max()) <= 1.0
 
 
+def test_the_degradation_is_the_same_on_one_and_four_devices():
+  """Block means on a tie (x.5 levels) round the same way however the batch is sharded: the
+  sums are of integer levels, exact in any order. (Summed in [-1, 1] units they were not,
+  and 1-vs-4-device SRGAN runs parted after one step.)"""
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec
+  if jax.device_count() < 4:
+    pytest.skip("needs 4 (fake) devices")
+  image = _images((8, 28, 28, 1), seed=3)
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
+  sharded = jax.device_put(image, NamedSharding(mesh, PartitionSpec("data")))
+  degrade = jax.jit(lambda x: superres.low_resolution(_opts(), x, None))
+  one = np.asarray(degrade(image))
+  np.testing.assert_array_equal(one, np.asarray(degrade(sharded)))
+  levels = np.round(np.asarray((image + 1) * 127.5)).reshape(8, 7, 4, 7, 4, 1).sum((2, 4))
+  ties = levels % 16 == 8
+  assert ties.any()  # The case this guards: a mean exactly halfway between two levels.
+  np.testing.assert_array_equal(np.round((one + 1) * 127.5), np.round(levels / 16))  # Half to even.
+
+
 def test_blur_keeps_a_flat_image_flat_and_smooths_an_edge():
   flat = jnp.full((1, 28, 28, 1), 0.3)
   np.testing.assert_allclose(superres.gaussian_blur(flat, 1.5), flat, atol=1e-6)
@@ -69,7 +88,8 @@ def test_noise_has_the_configured_deviation_and_is_deterministic_per_key():
 
 @pytest.mark.parametrize("overrides,fragment", [
     (dict(factor=3), "not divisible"), (dict(factor=1), "at least 2"),
-    (dict(blur=-1.0), "superres.blur=-1.0"), (dict(upsample="lanczos"), "lanczos")])
+    (dict(blur=-1.0), "superres.blur=-1.0"), (dict(upsample="lanczos"), "lanczos"),
+    (dict(jpeg=101), "superres.jpeg=101")])
 def test_impossible_degradations_are_one_line_errors(overrides, fragment):
   with pytest.raises(UserError, match=fragment):
     superres.check(_opts(**overrides), (28, 28, 1))
@@ -109,11 +129,13 @@ def test_sr3_overfit_on_a_few_images_beats_bicubic(data_dir):
   batch = {"image": images / 127.5 - 1, "label": jnp.zeros((4,), jnp.int32)}
   state = init_state(family, config)
   step = jax.jit(lambda s: family.train_step(config, s, batch))
-  cond_image = superres.condition_image(superres.options(config), batch["image"], None)
+  sr = superres.options(config)
+  low = superres.low_resolution(sr, batch["image"], None)  # Noise 0: no key needed.
   # The upscaling metrics alone: eval_metrics' bound and denoising errors would double the
-  # compile. Noise 0, so the degradation needs no key.
-  evaluate = jax.jit(lambda s: family._upscaling_metrics(
-      config, s.params, batch["image"], None, cond_image, jax.random.PRNGKey(5)))
+  # compile.
+  evaluate = jax.jit(lambda s: fidelity.upscaling_metrics(
+      family.sample(config, s, jax.random.PRNGKey(5), 4, {"low_res": low}),
+      superres.upsample(sr, low, batch["image"].shape[1:]), batch["image"]))
   mean = lambda metrics: {k: float(v.mean()) for k, v in metrics.items()}
   untrained = mean(evaluate(state))
   for _ in range(600):  # Measured: PSNR 18.5 against bicubic's 16.2, SSIM 0.68 against 0.47.

@@ -51,3 +51,10 @@ def ssim(estimate, original):
   luminance = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
   structure = (2 * cov + c2) / (var_x + var_y + c2)
   return jnp.mean(luminance * structure, axis=(1, 2, 3))
+
+
+def upscaling_metrics(upscaled, baseline, original) -> dict:
+  """Per-image {'psnr', 'ssim'} of a model's upscalings [b, H, W, C] and {'baseline_psnr',
+  'baseline_ssim'} of the interpolation baseline, each against the original."""
+  return {"psnr": psnr(upscaled, original), "ssim": ssim(upscaled, original),
+          "baseline_psnr": psnr(baseline, original), "baseline_ssim": ssim(baseline, original)}

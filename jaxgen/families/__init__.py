@@ -14,7 +14,7 @@ from jaxgen.families import protocol
 # Imported on first use: a family module may import this package's helpers without a cycle.
 _FAMILIES = {"autoregressive": "jaxgen.families.autoregressive",
              "diffusion": "jaxgen.families.diffusion", "gan": "jaxgen.families.gan",
-             "vae": "jaxgen.families.vae"}
+             "srgan": "jaxgen.families.srgan", "vae": "jaxgen.families.vae"}
 
 
 def names() -> tuple[str, ...]:

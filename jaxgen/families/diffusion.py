@@ -34,7 +34,7 @@ from jaxgen.errors import UserError
 from jaxgen.evaluators import fidelity
 from jaxgen.families import diffusion_bound
 from jaxgen.families import diffusion_samplers as samplers
-from jaxgen.train_state import TrainState, sampling_params
+from jaxgen.train_state import TrainState
 
 CAPABILITIES = frozenset()
 SCHEDULES = ("edm", "vp_linear", "vp_cosine")
@@ -42,9 +42,6 @@ TARGETS = ("F", "eps", "x0", "v")
 WEIGHTINGS = ("uniform", "edm", "min_snr")
 # σ levels of the evaluation's per-level denoising error: fine detail, mid, coarse.
 EVAL_SIGMAS = (0.05, 0.5, 5.0)
-# Super-resolution's random numbers come from fold_in(key, this), so the other models'
-# splits of the same key, and so their runs, stay what they were before it existed.
-SUPERRES_STREAM = 0x5e5
 
 
 def default_options() -> ml_collections.ConfigDict:
@@ -94,12 +91,7 @@ def _check(config, opts) -> None:
                     "images in [-1, 1]; set data.normalize='symmetric'")
   sr, cond_channels = superres.options(config), config.model.get("cond_channels", 0)
   if sr is not None:
-    superres.check(sr, image_shape(config))
-    if config.sample_every:
-      raise UserError(f"sample_every={config.sample_every}: a super-resolution model draws "
-                      "nothing without images to upscale; set sample_every=0 and use "
-                      "`jaxgen upscale` (evaluation reports PSNR/SSIM, and FID with "
-                      "evaluation.sample_metrics)")
+    superres.check_run(config, image_shape(config))
   if cond_channels != (config.model.channels if sr is not None else 0):
     raise UserError(f"model.cond_channels={cond_channels}: " + (
         f"super-resolution conditions on the {config.model.channels}-channel upsampled image; "
@@ -218,7 +210,7 @@ def train_loss(config, state: TrainState, params, batch, rng):
   the loss `train_step` differentiates."""
   del state
   loss_rng, label_rng = jax.random.split(rng)
-  degrade_rng = jax.random.fold_in(rng, SUPERRES_STREAM)
+  degrade_rng = jax.random.fold_in(rng, superres.KEY_STREAM)
   labels = _training_labels(config, batch, label_rng)
   cond_image = _condition(config, batch["image"], degrade_rng)
   return jnp.mean(per_example_loss(config, params, batch["image"], loss_rng, labels,
@@ -246,7 +238,7 @@ def eval_metrics(config, state: TrainState, batch, rng):
   params = _weights(config, state)
   labels = conditioning.batch_labels(config, batch)
   x0 = batch["image"].astype(jnp.float32)
-  degrade_rng, upscale_rng = jax.random.split(jax.random.fold_in(rng, SUPERRES_STREAM))
+  degrade_rng, upscale_rng = jax.random.split(jax.random.fold_in(rng, superres.KEY_STREAM))
   loss_rng, bound_rng, rng = jax.random.split(rng, 3)
   cond_image = _condition(config, x0, degrade_rng)
   metrics = {"loss": per_example_loss(config, params, x0, loss_rng, labels,
@@ -270,9 +262,7 @@ def _upscaling_metrics(config, params, x0, labels, cond_image, rng):
   """PSNR/SSIM of the sampler's upscaling of each degraded test image, and of the
   `superres.upsample` baseline (the condition image itself), against the original."""
   upscaled = _draw(config, params, labels, cond_image, rng, x0.shape[0])
-  return {"psnr": fidelity.psnr(upscaled, x0), "ssim": fidelity.ssim(upscaled, x0),
-          "baseline_psnr": fidelity.psnr(cond_image, x0),
-          "baseline_ssim": fidelity.ssim(cond_image, x0)}
+  return fidelity.upscaling_metrics(upscaled, cond_image, x0)
 
 
 def provenance(config) -> dict:
@@ -292,11 +282,8 @@ def _superres_provenance(config) -> dict:
   sr = superres.options(config)
   if sr is None:
     return {}
-  return {"superres/degradation": f"Gaussian blur σ {sr.blur:g}, box ÷{sr.factor}, noise σ "
-                                  f"{sr.noise:g}" + (", 8-bit" if sr.quantise else ""),
-          "superres/baseline": f"{sr.upsample} upsampling of the degraded image",
-          "superres/bound": "conditional: −log p(x | its degraded copy)",
-          "superres/psnr_ssim": "8-bit images; SSIM as tf.image.ssim (11×11 Gaussian σ 1.5)"}
+  return {**superres.provenance(sr),
+          "superres/bound": "conditional: −log p(x | its degraded copy)"}
 
 
 def preview_overrides(config) -> dict:
@@ -308,8 +295,6 @@ def preview_overrides(config) -> dict:
 def _sampling_options(config):
   opts = families.sampling(config)
   samplers.check(opts)
-  if opts.weights not in ("ema", "raw"):
-    raise UserError(f"sampling.weights={opts.weights!r}: expected 'ema' or 'raw'")
   if opts.guidance != 1.0 and not conditioning.num_classes(config):
     raise UserError(f"sampling.guidance={opts.guidance}: guidance needs a class-conditional "
                     "model (model.num_classes > 0); set sampling.guidance=1")
@@ -351,7 +336,7 @@ def sample(config, state: TrainState, rng, num: int, cond=None):
 
 def _weights(config, state: TrainState):
   """The parameters sampling.weights names: the EMA (when kept) or the raw ones."""
-  return state.params if _sampling_options(config).weights == "raw" else sampling_params(state)
+  return train_state.weights_to_sample(state, _sampling_options(config).weights)
 
 
 def _draw(config, params, labels, cond_image, rng, num):

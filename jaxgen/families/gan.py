@@ -128,7 +128,7 @@ def _fake_labels(config, rng, num):
   return sharding.constrain_batch(jax.random.randint(rng, (num,), 0, config.model.num_classes))
 
 
-def _apply_d(discriminator, params, stats, images, labels):
+def apply_discriminator(discriminator, params, stats, images, labels):
   """(logits [b] float32, updated model state): BatchNorm/spectral-norm state moves."""
   logits, updates = discriminator.apply({"params": params, "batch_stats": stats}, images, labels,
                                         train=True, mutable=["batch_stats"])
@@ -145,7 +145,7 @@ def _critic_chunks(batch, n):
                                   n)
 
 
-def _d_objective(config, discriminator, d_params, d_stats, real, real_labels, fake,
+def discriminator_objective(config, discriminator, d_params, d_stats, real, real_labels, fake,
                  fake_labels, rng, step):
   """D's loss on one chunk, with its penalties; returns (loss, (stats, metrics))."""
   opts = config.gan
@@ -153,14 +153,14 @@ def _d_objective(config, discriminator, d_params, d_stats, real, real_labels, fa
   if opts.diffaugment:
     real = diffaugment.augment(aug_real, real, opts.diffaugment)
     fake = diffaugment.augment(aug_fake, fake, opts.diffaugment)
-  real_logits, stats = _apply_d(discriminator, d_params, d_stats, real, real_labels)
-  fake_logits, stats = _apply_d(discriminator, d_params, stats, fake, fake_labels)
+  real_logits, stats = apply_discriminator(discriminator, d_params, d_stats, real, real_labels)
+  fake_logits, stats = apply_discriminator(discriminator, d_params, stats, fake, fake_labels)
   adversarial = gan_losses.discriminator_loss(opts.loss, real_logits, fake_logits)
   metrics = {"d_adversarial_loss": adversarial, "d_real_score": jnp.mean(real_logits),
              "d_fake_score": jnp.mean(fake_logits)}
   loss = adversarial
   # Penalty passes see the current statistics but leave them alone.
-  d_fn = lambda labels: lambda x: _apply_d(discriminator, d_params, stats, x, labels)[0]
+  d_fn = lambda labels: lambda x: apply_discriminator(discriminator, d_params, stats, x, labels)[0]
   if opts.gradient_penalty:
     gp = gan_losses.wgan_gradient_penalty(d_fn(real_labels), real, fake, gp_rng)
     loss += opts.gradient_penalty * gp
@@ -194,7 +194,7 @@ def train_step(config, state: TrainState, batch):
     return fake, (labels, updates.get("batch_stats", g_stats))
 
   def d_update(state, real, real_labels, fake, fake_labels, rng):
-    grad_fn = jax.value_and_grad(functools.partial(_d_objective, config, discriminator),
+    grad_fn = jax.value_and_grad(functools.partial(discriminator_objective, config, discriminator),
                                  has_aux=True)
     (loss, (d_stats, metrics)), grads = grad_fn(state.params[D], state.model_state[D], real,
                                                 real_labels, fake, fake_labels, rng, step)
@@ -233,17 +233,17 @@ def train_step(config, state: TrainState, batch):
   def g_loss_fn(fake_images):
     if opts.diffaugment:
       fake_images = diffaugment.augment(g_aug, fake_images, opts.diffaugment)
-    logits, stats = _apply_d(discriminator, state.params[D], state.model_state[D],
+    logits, stats = apply_discriminator(discriminator, state.params[D], state.model_state[D],
                              fake_images, fake_labels)
     return gan_losses.generator_loss(opts.loss, logits), stats
 
   (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
   (g_grads,) = g_vjp(fake_grads)
-  state, update = _g_update(config, state, g_grads, g_loss, {G: new_g_stats, D: d_stats})
-  return state, _step_metrics(metrics, g_loss, update)
+  state, update = generator_update(config, state, g_grads, g_loss, {G: new_g_stats, D: d_stats})
+  return state, step_metrics(metrics, g_loss, update)
 
 
-def _g_update(config, state: TrainState, grads, loss, model_state):
+def generator_update(config, state: TrainState, grads, loss, model_state):
   """The generator's update, with the BatchNorm statistics of both networks from its pass:
   kept as they were, like G's parameters, when the update is skipped (not finite)."""
   new, update = train_state.apply_gradients(config, state.replace(model_state=model_state),
@@ -252,7 +252,7 @@ def _g_update(config, state: TrainState, grads, loss, model_state):
   return new.replace(model_state=kept), update
 
 
-def _step_metrics(d_metrics, g_loss, g_update):
+def step_metrics(d_metrics, g_loss, g_update):
   """The last critic update's metrics, G's, and 'train/skipped': 1 if any update of the
   iteration was skipped (`train_state.apply_gradients`)."""
   metrics = {f"train/{k}": v for k, v in d_metrics.items()}
@@ -283,7 +283,7 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
 
   def d_loss(state, d_params, micro, rng):
     fake, _ = generate(state.params[G], state.model_state[G], micro)
-    return _d_objective(config, discriminator, d_params, state.model_state[D], micro["real"],
+    return discriminator_objective(config, discriminator, d_params, state.model_state[D], micro["real"],
                         micro.get("real_label"), jax.lax.stop_gradient(fake),
                         micro.get("fake_label"), rng, step)
 
@@ -291,7 +291,7 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
     fake, g_stats = generate(g_params, state.model_state[G], micro)
     if opts.diffaugment:
       fake = diffaugment.augment(rng, fake, opts.diffaugment)
-    logits, d_stats = _apply_d(discriminator, state.params[D], state.model_state[D], fake,
+    logits, d_stats = apply_discriminator(discriminator, state.params[D], state.model_state[D], fake,
                                micro.get("fake_label"))
     return gan_losses.generator_loss(opts.loss, logits), (g_stats, d_stats)
 
@@ -313,8 +313,8 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
   (loss, (g_stats, d_stats)), grads = accumulate.value_and_grad(
       functools.partial(g_loss, state), k, state.params[G], inputs, g_rng,
       accumulate.unrolled(config))
-  state, update = _g_update(config, state, grads, loss, {G: g_stats, D: d_stats})
-  return state, _step_metrics(metrics, loss, update)
+  state, update = generator_update(config, state, grads, loss, {G: g_stats, D: d_stats})
+  return state, step_metrics(metrics, loss, update)
 
 
 def generate_from(config, state: TrainState, z, labels=None):
@@ -325,9 +325,7 @@ def generate_from(config, state: TrainState, z, labels=None):
   if labels is None:
     labels = conditioning.class_labels(config, z.shape[0])
   opts = families.sampling(config)
-  if opts.weights not in ("ema", "raw"):
-    raise UserError(f"sampling.weights={opts.weights!r}: expected 'ema' or 'raw'")
-  params = state.params[G] if opts.weights == "raw" else train_state.sampling_params(state, G)
+  params = train_state.weights_to_sample(state, opts.weights, G)
   stats, mode = state.model_state[G], opts.batch_stats
   if mode not in ("standing", "running"):
     raise UserError(f"sampling.batch_stats={mode!r}: expected 'standing' or 'running'")

@@ -35,6 +35,9 @@ GOLDEN_PARAM_COUNTS = {
     # Residual blocks: down 1,594,368, middle 722,944, up 3,668,288; 6 attention blocks of
     # 66,304; down/upsampling convs 184,512 + 295,168; noise MLP 82,432; in/out 640 + 705.
     "unet": (dict(image_size=28, channels=1), 6_946_881),
+    # ×4, width 64: first conv 640, 8 residual blocks of 73,857 (two convs and a PReLU), the
+    # trunk's closing conv 36,928, two ×2 sub-pixel stages of 147,713, last conv 577, PReLU 1.
+    "srresnet": (dict(channels=1), 924_428),
 }
 DCGAN_64_PARAM_COUNTS = {"dcgan_generator": 3_576_707, "dcgan_discriminator": 2_765_633}
 # Models with a num_classes field: their example inputs must carry labels when it is > 0.
@@ -106,5 +109,5 @@ def test_registering_a_name_twice_is_an_error():
 def test_unknown_model_names_the_known_ones():
   with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator, "
                      "gated_pixelcnn, hvae, pixelcnn, resnet_discriminator, resnet_generator, "
-                     "row_lstm, unet, vqvae"):
+                     "row_lstm, srresnet, unet, vqvae"):
     models.get("dcgan")
