@@ -115,6 +115,11 @@ def box_downsample(image, factor: int):
   return image.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
 
 
+def to_levels(image):
+  """[-1, 1] images → the nearest of the 8-bit levels 0..255, as floats."""
+  return jnp.round((jnp.clip(image, -1.0, 1.0) + 1.0) * 127.5)
+
+
 def quantise(image):
   """[-1, 1] images rounded to the 256 levels of an 8-bit image."""
   return jnp.round((jnp.clip(image, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
@@ -127,7 +132,7 @@ def low_resolution(opts, image, rng):
     # 8-bit in, 8-bit out: the block means of integer levels, whose sums are exact in float32
     # whatever order XLA adds in, so a mean on a tie (x.5 levels: one block in 16 at ÷4)
     # rounds the same way on one device or many, and the pairs are the same on any mesh.
-    levels = box_downsample(jnp.round((jnp.clip(image, -1.0, 1.0) + 1.0) * 127.5), opts.factor)
+    levels = box_downsample(to_levels(image), opts.factor)
     low = jnp.round(levels) / 127.5 - 1.0
   else:
     low = box_downsample(gaussian_blur(image, opts.blur), opts.factor)
@@ -135,8 +140,7 @@ def low_resolution(opts, image, rng):
       low = low + opts.noise * jax.random.normal(rng, low.shape)
     low = quantise(low) if opts.quantise else jnp.clip(low, -1.0, 1.0)
   if opts.jpeg:
-    low = jpeg.compress(jnp.round((jnp.clip(low, -1.0, 1.0) + 1.0) * 127.5), opts.jpeg)
-    low = low / 127.5 - 1.0
+    low = jpeg.compress(to_levels(low), opts.jpeg) / 127.5 - 1.0
   return low
 
 

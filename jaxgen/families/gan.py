@@ -67,7 +67,7 @@ def build_models(config):
   return build(config.model.generator), build(config.model.discriminator)
 
 
-def _check(config, batch_size: int) -> None:
+def check_options(config, batch_size: int) -> None:
   opts = config.gan
   gan_losses.check(opts.loss)
   diffaugment.parse(opts.diffaugment)
@@ -94,7 +94,7 @@ def _example_labels(config, num):
 
 
 def init_state(config, rng, image_shape) -> TrainState:
-  _check(config, config.batch_size)
+  check_options(config, config.batch_size)
   generator, discriminator = build_models(config)
   g_rng, d_rng, run_rng = jax.random.split(rng, 3)
   g_vars = generator.init(g_rng, jnp.zeros((1, generator.latent_dim)),
@@ -146,7 +146,7 @@ def _critic_chunks(batch, n):
 
 
 def discriminator_objective(config, discriminator, d_params, d_stats, real, real_labels, fake,
-                 fake_labels, rng, step):
+                            fake_labels, rng, step):
   """D's loss on one chunk, with its penalties; returns (loss, (stats, metrics))."""
   opts = config.gan
   aug_real, aug_fake, gp_rng = jax.random.split(rng, 3)
@@ -160,7 +160,8 @@ def discriminator_objective(config, discriminator, d_params, d_stats, real, real
              "d_fake_score": jnp.mean(fake_logits)}
   loss = adversarial
   # Penalty passes see the current statistics but leave them alone.
-  d_fn = lambda labels: lambda x: apply_discriminator(discriminator, d_params, stats, x, labels)[0]
+  d_fn = lambda labels: lambda x: apply_discriminator(discriminator, d_params, stats, x,
+                                                      labels)[0]
   if opts.gradient_penalty:
     gp = gan_losses.wgan_gradient_penalty(d_fn(real_labels), real, fake, gp_rng)
     loss += opts.gradient_penalty * gp
@@ -175,7 +176,7 @@ def discriminator_objective(config, discriminator, d_params, d_stats, real, real
 
 
 def train_step(config, state: TrainState, batch):
-  _check(config, batch["image"].shape[0])
+  check_options(config, batch["image"].shape[0])
   if accumulate.steps(config) > 1:
     return _accumulated_train_step(config, state, batch, accumulate.steps(config))
   generator, discriminator = build_models(config)
@@ -194,8 +195,8 @@ def train_step(config, state: TrainState, batch):
     return fake, (labels, updates.get("batch_stats", g_stats))
 
   def d_update(state, real, real_labels, fake, fake_labels, rng):
-    grad_fn = jax.value_and_grad(functools.partial(discriminator_objective, config, discriminator),
-                                 has_aux=True)
+    grad_fn = jax.value_and_grad(
+        functools.partial(discriminator_objective, config, discriminator), has_aux=True)
     (loss, (d_stats, metrics)), grads = grad_fn(state.params[D], state.model_state[D], real,
                                                 real_labels, fake, fake_labels, rng, step)
     state, update = train_state.apply_gradients(config, state, grads, network=D,
@@ -234,7 +235,7 @@ def train_step(config, state: TrainState, batch):
     if opts.diffaugment:
       fake_images = diffaugment.augment(g_aug, fake_images, opts.diffaugment)
     logits, stats = apply_discriminator(discriminator, state.params[D], state.model_state[D],
-                             fake_images, fake_labels)
+                                        fake_images, fake_labels)
     return gan_losses.generator_loss(opts.loss, logits), stats
 
   (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
@@ -283,16 +284,17 @@ def _accumulated_train_step(config, state: TrainState, batch, k: int):
 
   def d_loss(state, d_params, micro, rng):
     fake, _ = generate(state.params[G], state.model_state[G], micro)
-    return discriminator_objective(config, discriminator, d_params, state.model_state[D], micro["real"],
-                        micro.get("real_label"), jax.lax.stop_gradient(fake),
-                        micro.get("fake_label"), rng, step)
+    return discriminator_objective(config, discriminator, d_params, state.model_state[D],
+                                   micro["real"], micro.get("real_label"),
+                                   jax.lax.stop_gradient(fake), micro.get("fake_label"), rng,
+                                   step)
 
   def g_loss(state, g_params, micro, rng):
     fake, g_stats = generate(g_params, state.model_state[G], micro)
     if opts.diffaugment:
       fake = diffaugment.augment(rng, fake, opts.diffaugment)
-    logits, d_stats = apply_discriminator(discriminator, state.params[D], state.model_state[D], fake,
-                               micro.get("fake_label"))
+    logits, d_stats = apply_discriminator(discriminator, state.params[D], state.model_state[D],
+                                          fake, micro.get("fake_label"))
     return gan_losses.generator_loss(opts.loss, logits), (g_stats, d_stats)
 
   d_skipped = 0.0

@@ -63,11 +63,11 @@ def _check(config) -> ml_collections.ConfigDict:
   for name in ("pixel_weight", "adversarial_weight", "feature_weight"):
     if not opts[name] >= 0:
       raise UserError(f"srgan.{name}={opts[name]!r}: expected a weight ≥ 0 (0: off)")
-  gan_losses.check(config.gan.loss)
+  gan.check_options(config, config.batch_size)  # D's objective: the GAN family's knobs.
   if config.gan.n_critic != 1:
     raise UserError(f"gan.n_critic={config.gan.n_critic}: the srgan family makes one "
                     "discriminator update per generator update; set gan.n_critic=1")
-  if accumulate.steps(config) > 1:
+  if accumulate.steps(config) > 1:  # After the GAN's check, which allows it.
     raise UserError(f"optim.accumulate_steps={accumulate.steps(config)}: the srgan family "
                     "does not accumulate gradients yet; set optim.accumulate_steps=1")
   if config.data.normalize != "symmetric":
@@ -107,15 +107,16 @@ def _feature_network(name: str, root: str):
 
 
 def _pixel_loss(kind: str, estimate, original):
+  """Per image [b]: the mean absolute (l1) or squared (l2) error."""
   diff = estimate - original
-  return jnp.mean(jnp.abs(diff) if kind == "l1" else diff ** 2)
+  return jnp.mean(jnp.abs(diff) if kind == "l1" else diff ** 2, axis=(1, 2, 3))
 
 
 def _generator_loss(config, discriminator, d_params, d_stats, upscaled, original):
   """(the generator's weighted objective, (D's state after the pass, its terms))."""
   opts = config.srgan
   logits, d_stats = gan.apply_discriminator(discriminator, d_params, d_stats, upscaled, None)
-  terms = {"pixel_loss": _pixel_loss(opts.pixel_loss, upscaled, original),
+  terms = {"pixel_loss": jnp.mean(_pixel_loss(opts.pixel_loss, upscaled, original)),
            "adversarial_loss": gan_losses.generator_loss(config.gan.loss, logits)}
   loss = opts.pixel_weight * terms["pixel_loss"] + opts.adversarial_weight * terms[
       "adversarial_loss"]
@@ -184,11 +185,9 @@ def eval_metrics(config, state: TrainState, batch, rng):
   upscaled = _upscale(config, params, low)
   d_vars = {"params": state.params[D], "batch_stats": state.model_state[D]}
   score = lambda x: discriminator.apply(d_vars, x, None, train=False).astype(jnp.float32)
-  diff = upscaled - original
-  pixel = jnp.abs(diff) if config.srgan.pixel_loss == "l1" else diff ** 2
   return {**fidelity.upscaling_metrics(upscaled, superres.upsample(sr, low, original.shape[1:]),
                                        original),
-          "pixel_loss": jnp.mean(pixel, axis=(1, 2, 3)),
+          "pixel_loss": _pixel_loss(config.srgan.pixel_loss, upscaled, original),
           "d_real_score": score(original), "d_fake_score": score(upscaled)}
 
 
