@@ -121,7 +121,9 @@ def autoregressive(variant: str | None, variants: tuple[str, ...], *, model: Ove
 
 def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
               small_model: Overrides | None = None, per_variant: PerVariant | None = None,
-              superres: Overrides | None = None, **settings) -> ml_collections.ConfigDict:
+              superres: Overrides | None = None,
+              autoencoder: ml_collections.ConfigDict | None = None,
+              **settings) -> ml_collections.ConfigDict:
   """A diffusion experiment: images in [-1, 1], batch 128, 20k steps, Adam 5e-4 after 500
   warm-up steps, gradient clipping 1, EMA 0.999, config.diffusion at its defaults (EDM's).
 
@@ -130,7 +132,9 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   `jaxgen.superres.default_options`) makes it SR3: the U-Net conditions on the upsampled
   degraded image (model.cond_channels = its channels), with no sample grids (there is
   nothing to upscale without data) and FID of the upscaled test split off by default (it
-  samples the whole split; PSNR/SSIM are always reported).
+  samples the whole split; PSNR/SSIM are always reported). `autoencoder` (a VQ-VAE's model
+  config) makes it latent diffusion (`jaxgen.latents`): `model` then holds the latent grid's
+  shape, and diffusion.autoencoder_from names the run that trained it.
   """
   config = _family_base("diffusion", diffusion_family.sampling_options(),
                         {"remat": False, **model})
@@ -138,6 +142,8 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   config.update(batch_size=128, total_steps=20_000, log_every=100, sample_every=2000,
                 checkpoint_every=1000, eval_every=5000, ema_decay=0.999, num_samples=100)
   config.diffusion = diffusion_family.default_options()
+  if autoencoder is not None:
+    config.diffusion.autoencoder = ml_collections.ConfigDict(autoencoder)
   if superres is not None:
     config.superres = superres_lib.default_options()
     _override(config.superres, superres, "superres.")

@@ -142,12 +142,14 @@ def _round_up(n, k):
 
 
 def write_samples(path: str, uint8_images: np.ndarray, columns: int | None = None) -> None:
-  """FILE.npz → key 'images' [N, H, W, C] uint8; FILE.png → a grid of `columns`."""
+  """FILE.npz → key 'images' [N, H, W, C] uint8; FILE.png → a grid of `columns`, or the
+  image itself when there is one."""
   if path.endswith(".npz"):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez_compressed(path, images=uint8_images)
   elif path.endswith(".png"):
-    images.write_png(path, images.grid(uint8_images, columns))
+    images.write_png(path, uint8_images[0] if len(uint8_images) == 1
+                     else images.grid(uint8_images, columns))
   else:
     raise UserError(f"--out {path!r}: expected a FILE.npz or FILE.png")
 

@@ -179,11 +179,7 @@ def run(argv: list[str]) -> int:
   if args.command == "upscale":
     low = inference.read_low_resolution(args.input, config.model.channels)
     high = inference.upscale_uint8(config, family, mesh, state, low, args.seed)
-    if len(high) == 1 and args.out.endswith(".png"):  # One image in, that image out: no grid.
-      from jaxgen import images
-      images.write_png(args.out, high[0])
-    else:
-      inference.write_samples(args.out, high)
+    inference.write_samples(args.out, high)
     print(f"wrote {len(high)} upscaled images {high.shape[1:]} to {args.out}", file=sys.stderr)
   elif args.command == "sample":
     if sum(map(bool, (args.interpolate, args.reconstruct, args.traverse))) > 1:

@@ -13,12 +13,11 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 from absl import logging
-from flax import traverse_util
 
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
-from jaxgen import families, images, nonfinite, prompts, reporting, sharding
+from jaxgen import families, images, latents, nonfinite, prompts, reporting, sharding
+from jaxgen import warm_start
 from jaxgen.data import datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
 
@@ -42,16 +41,10 @@ def _memoised(what, config, mesh, build, *extra):
   return _JITTED[key]
 
 
-def _init_fn(config, family=None):
-  """rng -> a fresh TrainState for this config (unjitted, unsharded)."""
-  family = family or families.get(config.family)
-  return functools.partial(family.init_state, config, image_shape=family.image_shape(config))
-
-
 def create_state_fns(config, family, mesh):
   """(abstract state with shardings, jitted init, state shardings) for this config and mesh."""
   def build():
-    init = _init_fn(config, family)
+    init = warm_start.init_fn(config, family)
     rng = jax.random.PRNGKey(config.seed)
     abstract = jax.eval_shape(init, rng)
     shardings = sharding.state_shardings(abstract, mesh, config.sharding.rules)
@@ -64,11 +57,11 @@ def create_state_fns(config, family, mesh):
 
 def restore_or_init(config, family, mesh, mngr, move_damaged: bool = False):
   """(state, its shardings): the run's newest checkpoint that restores (see
-  `checkpoint.restore_or_init`), else a fresh state (its parameters taken from
-  config.init_from's run when set)."""
+  `checkpoint.restore_or_init`), else a fresh state (carrying init_from's parameters and
+  latent diffusion's autoencoder when set)."""
   abstract, init, shardings = create_state_fns(config, family, mesh)
-  if config.get("init_from"):
-    init = functools.partial(_initialised_from, config, init, shardings)
+  if config.get("init_from") or latents.autoencoder(config):
+    init = functools.partial(_from_other_runs, config, init, shardings)
   with jax.set_mesh(mesh):
     return checkpoint.restore_or_init(mngr, abstract, init, move_damaged), shardings
 
@@ -76,7 +69,7 @@ def restore_or_init(config, family, mesh, mngr, move_damaged: bool = False):
 def restore_run(workdir: str, mesh=None):
   """(config, family, mesh, state) of the latest checkpoint in WORKDIR, on `mesh` (default:
   the run's own mesh spec over this machine's devices)."""
-  config = _run_config(workdir)
+  config = warm_start.run_config(workdir)
   family = families.get(config.family)
   mesh = mesh if mesh is not None else sharding.create_mesh(config.mesh)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints, async_save=False)
@@ -88,79 +81,18 @@ def restore_run(workdir: str, mesh=None):
   return config, family, mesh, state
 
 
-def _run_config(workdir: str):
-  config_lib.require_run(workdir)
-  return families.with_sampling_defaults(checkpoint.read_config(workdir))
-
-
-def check_init_from(config, workdir: str) -> list[str]:
-  """Fails before anything is written if config.init_from cannot start this run (see
-  `_check_source`); else the arrays this model adds to the source's, which keep their
-  initialisation. Skipped once WORKDIR has its own checkpoint: resuming ignores it."""
-  if config.get("init_from") and not checkpoint.has_checkpoint(workdir):
-    return _check_source(config)
-  return []
-
-
-def _check_source(config) -> list[str]:
-  """A UserError unless config.init_from is a run of this family with a checkpoint whose
-  parameters (and model state) all reappear here with the same shapes, compared abstractly
-  (nothing is loaded); the names of the arrays only this model has."""
-  source = config.init_from
-  source_config = _run_config(source)
-  if not checkpoint.has_checkpoint(source):
-    raise UserError(f"init_from={source!r} has no checkpoint yet: let that run reach "
-                    "checkpoint_every steps (or finish) first")
-  if source_config.family != config.family:
-    raise UserError(f"init_from={source!r} is a {source_config.family} run, this is a "
-                    f"{config.family} run: start from a run of the same family")
-  there, here = (jax.eval_shape(_init_fn(c), jax.random.PRNGKey(0))
-                 for c in (source_config, config))
-  return [new for name in ("params", "model_state")
-          for new in _check_fits(source, name, getattr(there, name), getattr(here, name))]
-
-
-def _initialised_from(config, init, shardings):
-  """A fresh state (step 0, the new config's optimizer and rng) carrying the parameters and
-  model state of config.init_from's latest checkpoint; arrays the source lacks (a part this
-  model adds, such as a pixel head) keep their initialisation. EMA, when kept, restarts at
-  the result.
-
-  The optimizer state stays as `init` made it: jaxgen's optimizers (Adam variants) start
-  from zeros whatever the parameters, so it fits the carried ones. `check_init_from` has
-  vetted the source before anything was written.
-  """
-  fresh = init()
+def _from_other_runs(config, init, shardings):
+  """`init()` carrying config.init_from's arrays and latent diffusion's autoencoder
+  (`warm_start`, which vetted both before anything was written)."""
+  state = init()
   mesh = next(iter(jax.tree.leaves(shardings))).mesh
-  _, _, _, loaded = restore_run(config.init_from, mesh)
-  params = jax.device_put(_overlay(fresh.params, loaded.params), shardings.params)
-  model_state = jax.device_put(_overlay(fresh.model_state, loaded.model_state),
-                               shardings.model_state)
-  ema = jax.tree.map(jnp.copy, params) if fresh.ema_params else fresh.ema_params
-  return fresh.replace(params=params, ema_params=ema, model_state=model_state)
-
-
-def _overlay(fresh, loaded):
-  """The nested dict `fresh` with every array `loaded` has replaced by loaded's."""
-  flat = traverse_util.flatten_dict(fresh)
-  flat.update(traverse_util.flatten_dict(loaded))
-  return traverse_util.unflatten_dict(flat)
-
-
-def _check_fits(source, name, loaded, fresh) -> list[str]:
-  """A UserError naming the first leaf of `loaded` missing from `fresh` or shaped
-  differently there; else the leaves only `fresh` has, as '{name}[...]' strings."""
-  shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf
-                         in jax.tree_util.tree_flatten_with_path(tree)[0]}
-  have, want = shapes(loaded), shapes(fresh)
-  misfits = sorted(k for k in have if have[k] != want.get(k))
-  if misfits:
-    key = misfits[0]
-    raise UserError(f"init_from={source!r}: its {name} do not fit this model ({name}{key}: "
-                    f"{have[key]} there, {want.get(key, 'missing')} here): start from a run "
-                    "of the same model and widths (this model may add parts, not drop or "
-                    "resize them)")
-  return [f"{name}{k}" for k in sorted(want.keys() - have.keys())]
+  if config.get("init_from"):
+    state = warm_start.carry_init_from(state, restore_run(config.init_from, mesh)[3],
+                                       shardings)
+  if latents.autoencoder(config):
+    source = restore_run(config.diffusion.autoencoder_from, mesh)[3]
+    state = warm_start.carry_autoencoder(state, source, shardings)
+  return state
 
 
 def compile_train_step(config, family, mesh, state_shardings):
@@ -216,15 +148,20 @@ def _num_images(source) -> int:
 
 def prepare_workdir(config, workdir):
   os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+  changed = None  # A fresh run.
   if os.path.exists(checkpoint.config_path(workdir)):
     changed = config_lib.differences(checkpoint.read_config(workdir), config)
     if changed:
       logging.warning("resuming %s with a changed config: %s", workdir, ", ".join(changed))
   if jax.process_index() == 0:
     checkpoint.write_config(workdir, config)
-    names = datasets.label_names(config.data)
-    if names:  # So `jaxgen sample --prompt NAME` works without the data.
-      prompts.write_label_names(workdir, names)
+    # Class names once per run (a folder dataset is rescanned to find them), again only
+    # if the data changed; so `jaxgen sample --prompt NAME` works without the data.
+    if (changed is None or any(k.startswith("data.") for k in changed)
+        or not os.path.exists(prompts.labels_path(workdir))):
+      names = datasets.label_names(config.data)
+      if names:
+        prompts.write_label_names(workdir, names)
 
 
 class StopSignal:
@@ -288,7 +225,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
                     f"{config.data.train_split!r} ({_num_images(train_source)} images on this "
                     "process): lower batch_size or use more data")
   eval_source = load_data(config, family, config.data.eval_split) if config.eval_every else None
-  new_arrays = check_init_from(config, workdir)
+  new_arrays = warm_start.check(config, workdir)
   # The family's model checks run in its abstract init (memoised for restore_or_init): a
   # bad model config is an error before anything is written.
   create_state_fns(config, family, mesh)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgen import train
+from jaxgen import train, warm_start
 from tests.helpers import EXPERIMENTS, final_params, read_metrics, small_config
 
 
@@ -159,7 +159,7 @@ def test_init_from_grows_a_model_by_new_parts_and_refuses_to_drop_any(data_dir, 
   train.train_and_evaluate(small_config(experiment, data_dir, total_steps=1), source)
   config = small_config(experiment, data_dir, total_steps=1, init_from=source,
                         **{"model.pixel_layers": 1})
-  new = train.check_init_from(config, headed)
+  new = warm_start.check(config, headed)
   assert new and all(name.startswith("params['head']") for name in new)
   family, mesh = families.get(config.family), sharding.create_mesh(config.mesh)
   mngr = checkpoint.manager(str(tmp_path / "empty"), 1, async_save=False)
@@ -170,7 +170,7 @@ def test_init_from_grows_a_model_by_new_parts_and_refuses_to_drop_any(data_dir, 
   jax.tree.map(np.testing.assert_array_equal, state["head"], fresh["head"])
   train.train_and_evaluate(config, headed)
   with pytest.raises(UserError, match=r"params\['head'\].*there, missing here"):
-    train.check_init_from(small_config(experiment, data_dir, init_from=headed),
+    warm_start.check(small_config(experiment, data_dir, init_from=headed),
                           str(tmp_path / "dropped"))
 
 

@@ -163,9 +163,8 @@ def label_names(data) -> list[str]:
   if data.name == "prepared":
     from jaxgen.data import prepared
     return list(prepared.read_manifest(data.prepared_dir)["label_names"])
-  builder = _image_folder(data) if data.name == "folder" else _builder(data)
-  label = builder.info.features["label"] if "label" in builder.info.features else None
-  return list(label.names) if isinstance(label, tfds.features.ClassLabel) else []
+  label = _class_label(_image_folder(data) if data.name == "folder" else _builder(data))
+  return list(label.names) if label is not None else []
 
 
 @dataclasses.dataclass
@@ -322,10 +321,16 @@ def _image_feature(builder, name: str):
   return features["image"]
 
 
-def _num_classes(builder) -> int | None:
+def _class_label(builder) -> tfds.features.ClassLabel | None:
+  """The builder's 'label' feature when it is a ClassLabel (names, count), else None."""
   features = builder.info.features
   label = features["label"] if "label" in features else None
-  return label.num_classes if isinstance(label, tfds.features.ClassLabel) else None
+  return label if isinstance(label, tfds.features.ClassLabel) else None
+
+
+def _num_classes(builder) -> int | None:
+  label = _class_label(builder)
+  return label.num_classes if label is not None else None
 
 
 def _image_folder(data):

@@ -20,6 +20,10 @@ With config.superres (`jaxgen.superres`) the model is SR3 (Saharia et al. 2021):
 takes the upsampled low-resolution image as extra input channels (model.cond_channels),
 training degrades each batch on the fly, `sample` upscales cond['low_res'], and evaluation
 reports PSNR/SSIM of the upscaled test images beside the `superres.upsample` baseline.
+
+With config.diffusion.autoencoder (`jaxgen.latents`) it is latent diffusion: the U-Net
+(model.image_size and channels: the latent grid's) denoises a frozen VQ-VAE's standardised
+code grid, encoded on the fly, and `sample` decodes back to pixels.
 """
 
 import functools
@@ -29,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgen import accumulate, conditioning, families, models, sharding, superres, train_state
+from jaxgen import (accumulate, conditioning, families, latents, models, sharding, superres,
+                    train_state)
 from jaxgen.errors import UserError
 from jaxgen.evaluators import fidelity
 from jaxgen.families import diffusion_bound
@@ -54,6 +59,9 @@ def default_options() -> ml_collections.ConfigDict:
       min_snr_gamma=5.0,
       sigma_min=0.002, sigma_max=80.0,  # Training σ is clipped into this range.
       label_dropout=0.1,       # Classifier-free guidance: p(label -> null) in training.
+      # Latent diffusion (`jaxgen.latents`): the VQ-VAE's model config, None in pixel space,
+      # and the workdir of the run that trained it, read once at step 0.
+      autoencoder=None, autoencoder_from="",
   ))
 
 
@@ -89,6 +97,8 @@ def _check(config, opts) -> None:
   if config.data.normalize != "symmetric":
     raise UserError(f"data.normalize={config.data.normalize!r}: the diffusion family models "
                     "images in [-1, 1]; set data.normalize='symmetric'")
+  if latents.autoencoder(config):
+    latents.check(config, families.model_image_shape(config))
   sr, cond_channels = superres.options(config), config.model.get("cond_channels", 0)
   if sr is not None:
     superres.check_run(config, image_shape(config))
@@ -109,17 +119,26 @@ def build_model(config):
   return models.get(name)(**kwargs)
 
 
-image_shape = families.model_image_shape
+def image_shape(config) -> tuple[int, int, int]:
+  """(H, W, C) of the data: the U-Net's own shape, or latent diffusion's autoencoder's."""
+  if latents.autoencoder(config):
+    return latents.image_shape(config)
+  return families.model_image_shape(config)
 
 
 def init_state(config, rng, image_shape) -> TrainState:
+  """The U-Net's parameters; latent diffusion's autoencoder in model_state, freshly
+  initialised here and replaced by its trained weights at step 0 (`train`)."""
   model = build_model(config)
-  params_rng, run_rng = jax.random.split(rng)
+  params_rng, run_rng, autoencoder_rng = jax.random.split(rng, 3)
+  shape = families.model_image_shape(config)
   labels = jnp.zeros((1,), jnp.int32) if conditioning.num_classes(config) else None
   cond_image = jnp.zeros((1, *image_shape)) if superres.options(config) else None
-  params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32),
+  params = model.init(params_rng, jnp.zeros((1, *shape), jnp.float32),
                       jnp.zeros((1,), jnp.float32), labels, cond_image)["params"]
-  return train_state.create_state(config, params, run_rng)
+  model_state = ({latents.KEY: latents.init_variables(latents.build(config), autoencoder_rng)}
+                 if latents.autoencoder(config) else None)
+  return train_state.create_state(config, params, run_rng, model_state=model_state)
 
 
 # --- The noise levels --------------------------------------------------------------------
@@ -208,13 +227,19 @@ def _training_labels(config, batch, rng):
 def train_loss(config, state: TrainState, params, batch, rng):
   """(The batch's mean weighted denoising loss, {}), σ, noise and label dropout from `rng`:
   the loss `train_step` differentiates."""
-  del state
   loss_rng, label_rng = jax.random.split(rng)
   degrade_rng = jax.random.fold_in(rng, superres.KEY_STREAM)
   labels = _training_labels(config, batch, label_rng)
   cond_image = _condition(config, batch["image"], degrade_rng)
-  return jnp.mean(per_example_loss(config, params, batch["image"], loss_rng, labels,
-                                   train=True, cond_image=cond_image)), {}
+  return jnp.mean(per_example_loss(config, params, _data(config, state, batch["image"]),
+                                   loss_rng, labels, train=True, cond_image=cond_image)), {}
+
+
+def _data(config, state: TrainState, image):
+  """What the U-Net denoises: the images, or latent diffusion's latents of them."""
+  if latents.autoencoder(config):
+    return jax.lax.stop_gradient(latents.encode(config, state.model_state, image))
+  return image.astype(jnp.float32)
 
 
 def _condition(config, image, rng):
@@ -234,20 +259,22 @@ def train_step(config, state: TrainState, batch):
 def eval_metrics(config, state: TrainState, batch, rng):
   """The training loss (its σ distribution), the plain denoising MSE at fixed σ levels and
   the variational bound in bits/dim (`diffusion_bound`) on held-out images, with the EMA
-  weights; conditional models see the true labels."""
+  weights; conditional models see the true labels. Latent diffusion reports the loss and
+  errors of its latents and no bound (one on latents bounds no pixel likelihood)."""
   params = _weights(config, state)
   labels = conditioning.batch_labels(config, batch)
-  x0 = batch["image"].astype(jnp.float32)
+  x0 = _data(config, state, batch["image"])
   degrade_rng, upscale_rng = jax.random.split(jax.random.fold_in(rng, superres.KEY_STREAM))
   loss_rng, bound_rng, rng = jax.random.split(rng, 3)
   cond_image = _condition(config, x0, degrade_rng)
   metrics = {"loss": per_example_loss(config, params, x0, loss_rng, labels,
                                       cond_image=cond_image)}
   sampling = _sampling_options(config)
-  metrics.update(diffusion_bound.bound_terms(
-      config, lambda x, sigma: denoise(config, params, x, sigma, labels,
-                                       cond_image=cond_image),
-      x0, bound_rng, sampling.sigma_min, sampling.sigma_max))
+  if not latents.autoencoder(config):
+    metrics.update(diffusion_bound.bound_terms(
+        config, lambda x, sigma: denoise(config, params, x, sigma, labels,
+                                         cond_image=cond_image),
+        x0, bound_rng, sampling.sigma_min, sampling.sigma_max))
   for i, level in enumerate(EVAL_SIGMAS):
     sigma = jnp.full((x0.shape[0],), level, jnp.float32)
     estimate = denoise(config, params, x0 + level * jax.random.normal(
@@ -261,7 +288,7 @@ def eval_metrics(config, state: TrainState, batch, rng):
 def _upscaling_metrics(config, params, x0, labels, cond_image, rng):
   """PSNR/SSIM of the sampler's upscaling of each degraded test image, and of the
   `superres.upsample` baseline (the condition image itself), against the original."""
-  upscaled = _draw(config, params, labels, cond_image, rng, x0.shape[0])
+  upscaled = jnp.clip(_draw(config, params, labels, cond_image, rng, x0.shape[0]), -1.0, 1.0)
   return fidelity.upscaling_metrics(upscaled, cond_image, x0)
 
 
@@ -271,11 +298,20 @@ def provenance(config) -> dict:
           "sigma_data": opts.sigma_data, "label_dropout": opts.label_dropout,
           "loss": "λ(σ)·mean squared error of D(x₀ + σε; σ) against x₀, σ as in training",
           "denoise_mse": f"plain MSE of D at σ = {', '.join(f'{s:g}' for s in EVAL_SIGMAS)}",
-          "bound": diffusion_bound.DESCRIPTION,
+          "bound": ("none: latent diffusion bounds no pixel likelihood"
+                    if latents.autoencoder(config) else diffusion_bound.DESCRIPTION),
           "nfe": samplers.num_evaluations(sampling.sampler, sampling.steps),
           "parameters": ("raw" if sampling.weights == "raw"
                          else train_state.parameters_provenance(config)),
-          **_superres_provenance(config)}
+          **_superres_provenance(config), **_latent_provenance(config)}
+
+
+def _latent_provenance(config) -> dict:
+  if not latents.autoencoder(config):
+    return {}
+  return {"latent/autoencoder": f"vqvae from {options(config).autoencoder_from}",
+          "latent/shape": "×".join(map(str, latents.latent_shape(config))),
+          "latent/loss": "on the standardised code grid z_q, not on pixels"}
 
 
 def _superres_provenance(config) -> dict:
@@ -321,7 +357,7 @@ def guided_denoiser(config, params, labels, guidance: float, cond_image=None):
 def sample(config, state: TrainState, rng, num: int, cond=None):
   """Images [num, H, W, C] in [-1, 1] from config.sampling's sampler; conditional models
   follow cond['label'] [num], or cycle through the classes; super-resolution upscales
-  cond['low_res'] [num, H/f, W/f, C] in [-1, 1]."""
+  cond['low_res'] [num, H/f, W/f, C] in [-1, 1]; latent diffusion decodes its latents."""
   labels = conditioning.sampling_labels(config, cond, num)
   cond_image = None
   sr = superres.options(config)
@@ -331,7 +367,11 @@ def sample(config, state: TrainState, rng, num: int, cond=None):
                       "upscale --workdir DIR --in FILE --out FILE`")
     cond_image = sharding.constrain_batch(
         superres.upsample(sr, jnp.asarray(cond["low_res"], jnp.float32), image_shape(config)))
-  return _draw(config, _weights(config, state), labels, cond_image, rng, num)
+  drawn = _draw(config, _weights(config, state), labels, cond_image, rng, num)
+  if latents.autoencoder(config):
+    return latents.decode(config, state.model_state, drawn,
+                          jax.random.fold_in(rng, latents.KEY_STREAM))
+  return jnp.clip(drawn, -1.0, 1.0)
 
 
 def _weights(config, state: TrainState):
@@ -342,6 +382,7 @@ def _weights(config, state: TrainState):
 def _draw(config, params, labels, cond_image, rng, num):
   opts = _sampling_options(config)
   noise_rng, sampler_rng = jax.random.split(rng)
-  noise = sharding.constrain_batch(jax.random.normal(noise_rng, (num, *image_shape(config))))
+  shape = families.model_image_shape(config)
+  noise = sharding.constrain_batch(jax.random.normal(noise_rng, (num, *shape)))
   denoiser = guided_denoiser(config, params, labels, opts.guidance, cond_image)
-  return jnp.clip(samplers.sample(opts, denoiser, noise, sampler_rng), -1.0, 1.0)
+  return samplers.sample(opts, denoiser, noise, sampler_rng)
