@@ -2,11 +2,14 @@
 
 `cond` is None (unconditional, or "cycle through the classes") or a dict of per-sample
 arrays, each with the batch as its first axis:
-  'label'  int32 [num]: class indices (config.model.num_classes > 0).
-Later conditions (an image to upscale, an attribute vector) are further keys, so a family
-reads the ones it knows and the call sites stay the same.
+  'label'       int32 [num]: class indices (config.model.num_classes > 0);
+  'attributes'  float32 [num, A]: multi-hot attributes or any vector per example
+                (config.model.num_attributes = A > 0), NaN rows meaning none (null);
+  'low_res'     an image to upscale (super-resolution).
+A family reads the keys it knows, so the call sites stay the same.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -33,10 +36,18 @@ def class_labels(config, num: int, label: int | None = None) -> np.ndarray | Non
   return (np.arange(num) % classes).astype(np.int32)
 
 
-def for_sampling(config, num: int, label: int | None = None) -> dict | None:
-  """The `cond` of `num` samples: {'label': class_labels(...)}, or None if unconditional."""
+def for_sampling(config, num: int, label: int | None = None,
+                 attributes: np.ndarray | None = None) -> dict | None:
+  """The `cond` of `num` samples: {'label': class_labels(...)} and, when given,
+  'attributes' [A] for every sample; None when that leaves nothing (unconditional, or a
+  model with attributes cycling through them)."""
+  cond = {}
   labels = class_labels(config, num, label)
-  return None if labels is None else {"label": labels}
+  if labels is not None:
+    cond["label"] = labels
+  if attributes is not None:
+    cond["attributes"] = np.tile(np.asarray(attributes, np.float32)[None], (num, 1))
+  return cond or None
 
 
 def labels(config, cond: dict | None, num: int):
@@ -57,3 +68,55 @@ def sampling_labels(config, cond: dict | None, num: int):
 def batch_labels(config, batch: dict):
   """A training or evaluation batch's labels when the model is conditional, else None."""
   return batch["label"] if num_classes(config) else None
+
+
+def num_attributes(config) -> int:
+  """Length of the attribute vector a model is conditioned on; 0 when it takes none."""
+  return int(config.model.get("num_attributes", 0))
+
+
+def batch_attributes(config, batch: dict):
+  """A batch's attributes [b, A] when the model takes them, else None."""
+  if not num_attributes(config):
+    return None
+  if "attributes" not in batch:
+    raise UserError(f"model.num_attributes={num_attributes(config)} but the data carries no "
+                    "attributes: set data.attributes to a CSV of them (jaxgen/data/attributes.py)")
+  return batch["attributes"].astype(jnp.float32)
+
+
+def cycling_attributes(config, num: int) -> np.ndarray | None:
+  """float32 [num, A]: example i has attribute i mod A alone, so a grid with A columns shows
+  one attribute per column; None for a model without attributes."""
+  count = num_attributes(config)
+  return None if not count else np.eye(count, dtype=np.float32)[np.arange(num) % count]
+
+
+def sampling_attributes(config, cond: dict | None, num: int):
+  """cond['attributes'] (or `cycling_attributes`) as float32 [num, A] pinned to the batch
+  sharding; None for a model without attributes."""
+  found = cond.get("attributes") if cond is not None else None
+  found = cycling_attributes(config, num) if found is None else found
+  return None if found is None else sharding.constrain_batch(jnp.asarray(found, jnp.float32))
+
+
+def null(config, labels, attributes):
+  """The null condition shaped as (labels [b], attributes [b, A]): the null class
+  (num_classes) and NaN rows; None where the model takes neither."""
+  return (None if labels is None else jnp.full_like(labels, num_classes(config)),
+          None if attributes is None else jnp.full_like(attributes, jnp.nan))
+
+
+def drop(config, labels, attributes, rng, share: float):
+  """(labels, attributes) with `share` of the examples made null together (`null`):
+  classifier-free guidance's unconditional examples."""
+  example = labels if labels is not None else attributes
+  if example is None:
+    return labels, attributes
+  dropped = jax.random.bernoulli(rng, share, example.shape[:1])
+  null_labels, null_attributes = null(config, labels, attributes)
+  if labels is not None:
+    labels = jnp.where(dropped, null_labels, labels)
+  if attributes is not None:
+    attributes = jnp.where(dropped[:, None], null_attributes, attributes)
+  return labels, attributes

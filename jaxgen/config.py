@@ -276,6 +276,9 @@ def base_config() -> ml_collections.ConfigDict:
           # A file of record names to leave out (the exclusion list `jaxgen audit-data`
           # writes); prepared data applies one at preparation (prepare-data --exclude).
           exclude="",
+          # A CSV of per-image binary attributes (image,NAME_1,...), so each example carries
+          # a multi-hot 'attributes' vector (jaxgen/data/attributes.py); "" for none.
+          attributes="",
           train_split="train", eval_split="test", image_size=None, crop="center",
           channels=None, normalize="symmetric", dequantize=False, shuffle=True, prefetch=2,
           augment=dict(flip=False, rotation=0.0, zoom=0.0, translate=0.0)),

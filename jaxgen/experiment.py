@@ -137,7 +137,7 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   shape, and diffusion.autoencoder_from names the run that trained it.
   """
   config = _family_base("diffusion", diffusion_family.sampling_options(),
-                        {"remat": False, **model})
+                        {"remat": False, "num_attributes": 0, **model})
   config.data.update(name="fashion_mnist", normalize="symmetric")
   config.update(batch_size=128, total_steps=20_000, log_every=100, sample_every=2000,
                 checkpoint_every=1000, eval_every=5000, ema_decay=0.999, num_samples=100)

@@ -20,16 +20,17 @@ def _require(config, family, capability: str, flag: str, why: str) -> None:
 
 
 def sample_uint8(config, family, mesh, state, num: int, seed: int,
-                 label: int | None = None) -> np.ndarray:
+                 label: int | None = None, attributes: np.ndarray | None = None) -> np.ndarray:
   """`num` samples as uint8 [num, H, W, C], generated in device-divisible chunks.
 
   Conditional models get `label` for every sample, or labels cycling through the classes
-  (so a grid with num_classes columns has one class per column).
+  (so a grid with num_classes columns has one class per column); models with attributes
+  get `attributes` [A] for every sample, or one attribute each in turn.
   """
   if num < 1:
     raise UserError(f"--num={num}: expected a positive number of samples")
   chunk = _chunk_size(config, mesh, num)
-  cond = conditioning.for_sampling(config, -(-num // chunk) * chunk, label)
+  cond = conditioning.for_sampling(config, -(-num // chunk) * chunk, label, attributes)
   sample = jax.jit(lambda state, rng, c: family.sample(config, state, rng, chunk, c))
   return _in_chunks(config, mesh, num, chunk, lambda i, rng: sample(
       state, rng, jax.tree.map(lambda v: v[i * chunk:(i + 1) * chunk], cond)), seed)

@@ -184,12 +184,12 @@ def run(argv: list[str]) -> int:
   elif args.command == "sample":
     if sum(map(bool, (args.interpolate, args.reconstruct, args.traverse))) > 1:
       raise UserError("--interpolate, --reconstruct and --traverse: pick one")
+    attributes = None
     if args.prompt is not None:
       if args.label is not None:
         raise UserError("--prompt and --label: pick one")
       from jaxgen import prompts
-      args.label = prompts.label_of(args.prompt, prompts.read_label_names(args.workdir, config),
-                                    config)
+      args.label, attributes = prompts.condition_of(args.prompt, args.workdir, config)
     if args.reconstruct:
       samples = inference.reconstruction_uint8(config, family, mesh, state, args.num, args.seed)
       columns = 16  # Eight (input, reconstruction) pairs per row.
@@ -203,8 +203,9 @@ def run(argv: list[str]) -> int:
       columns = args.steps
     else:
       samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed,
-                                       args.label)
-      columns = conditioning.num_classes(config) if args.label is None else None
+                                       args.label, attributes)
+      columns = (None if args.label is not None or attributes is not None else
+                 conditioning.num_classes(config) or conditioning.num_attributes(config))
     inference.write_samples(args.out, samples, columns or None)
     knobs = ", ".join(f"{k}={v}" for k, v in sorted(config.sampling.items()))
     print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}"

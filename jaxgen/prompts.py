@@ -5,11 +5,17 @@ names, a folder dataset's label folders, a prepared dataset's manifest), recorde
 workdir when training starts (`labels.json`), so a run samples by name on a machine without
 its data. Matching ignores case and punctuation, and a name with alternatives
 ("T-shirt/top") answers to each of them ("t-shirt", "top") as well as to the whole.
+
+A model conditioned on attributes (model.num_attributes > 0) takes a comma-separated prompt,
+"Smiling,Eyeglasses": each part one of the attribute names of its data.attributes table
+(also recorded in labels.json), or, on a model with classes too, at most one class name.
 """
 
 import json
 import os
 import re
+
+import numpy as np
 
 from jaxgen import conditioning, files
 from jaxgen.errors import UserError
@@ -21,10 +27,25 @@ def labels_path(workdir: str) -> str:
   return os.path.join(workdir, LABELS_FILE)
 
 
-def write_label_names(workdir: str, names: list[str]) -> None:
-  """Records the run's class names (atomically: a crash never leaves half a file)."""
+def write_label_names(workdir: str, names: list[str],
+                      attribute_names: list[str] | None = None) -> None:
+  """Records the run's class (and attribute) names, atomically: a crash never leaves half a
+  file."""
   with files.atomic_write(labels_path(workdir)) as tmp, open(tmp, "w") as f:
-    json.dump({"label_names": list(names)}, f)
+    json.dump({"label_names": list(names), "attribute_names": list(attribute_names or [])}, f)
+
+
+def read_attribute_names(workdir: str, config) -> list[str]:
+  """The attribute names of WORKDIR's run (labels.json, else its data.attributes table)."""
+  if os.path.exists(labels_path(workdir)):
+    with open(labels_path(workdir)) as f:
+      found = json.load(f).get("attribute_names")
+    if found:
+      return list(found)
+  if config.data.get("attributes"):
+    from jaxgen.data import attributes
+    return attributes.names(config.data.attributes)
+  return []
 
 
 def read_label_names(workdir: str, config) -> list[str]:
@@ -68,3 +89,33 @@ def label_of(prompt: str, names: list[str], config) -> int:
     raise UserError(f"--prompt {prompt!r} {why}; the vocabulary: "
                     + ", ".join(repr(name) for name in names))
   return found[0]
+
+
+def condition_of(prompt: str, workdir: str, config) -> tuple[int | None, np.ndarray | None]:
+  """(label, attributes float32 [A]) that `prompt` names for WORKDIR's model: a class name
+  (`label_of`) for a class-conditional model; comma-separated attribute names, and at most
+  one class name, for a model with attributes (the others 0: absent)."""
+  count = conditioning.num_attributes(config)
+  if not count:
+    return label_of(prompt, read_label_names(workdir, config), config), None
+  names = read_attribute_names(workdir, config)
+  if len(names) != count:
+    raise UserError(f"--prompt {prompt!r}: the run names {len(names)} attributes but the "
+                    f"model has {count}; retrain with its data.attributes table")
+  classes = read_label_names(workdir, config) if conditioning.num_classes(config) else []
+  by_name = {normalise(name): i for i, name in enumerate(names)}
+  vector, label = np.zeros((count,), np.float32), None
+  parts = [p for p in prompt.split(",") if normalise(p)]
+  if not parts:
+    raise UserError(f"--prompt {prompt!r} names nothing; the vocabulary: "
+                    + ", ".join(repr(name) for name in [*names, *classes]))
+  for part in parts:
+    if normalise(part) in by_name:
+      vector[by_name[normalise(part)]] = 1.0
+    elif label is None and any(normalise(part) in _spellings(c) for c in classes):
+      label = label_of(part, classes, config)
+    else:
+      raise UserError(f"--prompt {prompt!r}: {part.strip()!r} is not an attribute"
+                      + (" or class" if classes else "") + " name; the vocabulary: "
+                      + ", ".join(repr(name) for name in [*names, *classes]))
+  return label, vector

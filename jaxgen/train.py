@@ -18,7 +18,7 @@ from absl import logging
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
 from jaxgen import families, images, latents, nonfinite, prompts, reporting, sharding
 from jaxgen import warm_start
-from jaxgen.data import datasets, input_pipeline, prepared
+from jaxgen.data import attributes, datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
 
 
@@ -160,8 +160,10 @@ def prepare_workdir(config, workdir):
     if (changed is None or any(k.startswith("data.") for k in changed)
         or not os.path.exists(prompts.labels_path(workdir))):
       names = datasets.label_names(config.data)
-      if names:
-        prompts.write_label_names(workdir, names)
+      attribute_names = (attributes.names(config.data.attributes)
+                         if config.data.get("attributes") else [])
+      if names or attribute_names:
+        prompts.write_label_names(workdir, names, attribute_names)
 
 
 class StopSignal:

@@ -27,7 +27,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from tensorflow_datasets.image_classification import mnist
 
-from jaxgen.data import augment
+from jaxgen.data import attributes, augment
 from jaxgen.errors import UserError
 
 KNOWN_NAMES = ("fashion_mnist_small", "fashion_mnist", "folder", "prepared")
@@ -50,6 +50,7 @@ class Source:
     name, split: what was loaded.
     max_shard_size: the largest shard any process holds; evaluation pads every process to
       it so all run the same number of batches. None: this shard's size.
+    attributes: float32 [n, A] multi-hot, from data.attributes (`attributes`); None without.
   """
   images: np.ndarray
   labels: np.ndarray
@@ -58,6 +59,7 @@ class Source:
   name: str
   split: str
   max_shard_size: int | None = None
+  attributes: np.ndarray | None = None
 
 
 @functools.cache
@@ -99,6 +101,10 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
   check_config(data)
   keep_tf_off_accelerators()
   if data.name == "prepared":
+    if data.get("attributes"):
+      raise UserError(f"data.attributes={data.attributes!r} with prepared data: attributes "
+                      "are read with in-memory data only so far; train with data.name set "
+                      "to the dataset or folder itself")
     return _prepared_source(data, split, process_index, process_count)
   # Read before decoding: an unreadable list fails at once, not after the whole split.
   excluded = read_exclusions(data.exclude) if data.get("exclude") else None
@@ -108,7 +114,7 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
   num_decoded = len(images)
   if excluded is not None:
     keep = ~np.isin(names, excluded)
-    images, labels = images[keep], labels[keep]
+    images, labels, names = images[keep], labels[keep], names[keep]
   if not len(images):
     raise UserError(f"none of the {records.num_examples} images of {data.name!r} split "
                     f"{split!r} on process {process_index} of {process_count} could be "
@@ -122,7 +128,9 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
                     num_dropped, records.num_examples)
   return Source(images=images, labels=labels, num_dropped=num_dropped,
                 num_classes=records.num_classes, name=data.name, split=split,
-                max_shard_size=records.max_shard_size)
+                max_shard_size=records.max_shard_size,
+                attributes=(attributes.for_records(data.attributes, names)
+                            if data.get("attributes") else None))
 
 
 def _prepared_source(data, split, process_index, process_count) -> Source:

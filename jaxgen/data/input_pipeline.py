@@ -36,8 +36,9 @@ def train_dataset(data, source, *, local_batch_size: int, seed: int, start_step:
   `source` is a `datasets.Source` in RAM, or a `prepared.PreparedSplit` streamed from disk
   (this process reading only every process_count-th record). Yields {'image': float32
   (int32 for normalize='integer') [batch, height, width, channels], 'label': int32
-  [batch]}. In RAM each epoch drops the last n % local_batch_size examples of its
-  permutation; streamed, batches run on across epochs.
+  [batch]}, and 'attributes' float32 [batch, A] when the source has them. In RAM each epoch
+  drops the last n % local_batch_size examples of its permutation; streamed, batches run on
+  across epochs.
   """
   datasets.check_config(data)
   datasets.keep_tf_off_accelerators()
@@ -52,16 +53,26 @@ def train_dataset(data, source, *, local_batch_size: int, seed: int, start_step:
   _check_batch(n, local_batch_size, source.name, source.split)
   # Captured eager tensors: each step gathers its rows from RAM, nothing is re-decoded.
   images, labels = tf.constant(source.images), tf.constant(source.labels)
+  attributes = _attributes(source)
   steps_per_epoch = n // local_batch_size
 
   def batch_for_step(step):
     index = _train_indices(step, n, steps_per_epoch, local_batch_size, seed, process_index,
                            data.shuffle)
-    return finish(step, tf.gather(images, index), tf.gather(labels, index))
+    batch = finish(step, tf.gather(images, index), tf.gather(labels, index))
+    if attributes is not None:
+      batch["attributes"] = tf.gather(attributes, index)
+    return batch
 
   steps = tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
   ds = steps.map(batch_for_step, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(data.prefetch)
+
+
+def _attributes(source):
+  """The source's attributes [n, A] as a captured tensor, or None."""
+  found = getattr(source, "attributes", None)
+  return None if found is None else tf.constant(found)
 
 
 def _check_batch(n: int, local_batch_size: int, name: str, split: str) -> None:
@@ -128,6 +139,7 @@ def eval_dataset(data, source: datasets.Source, *, local_batch_size: int) -> tf.
   n = len(source.images)
   num_batches = -(-max(n, source.max_shard_size or 0) // local_batch_size)
   images, labels = tf.constant(source.images), tf.constant(source.labels)
+  attributes = _attributes(source)
 
   def batch_at(i):
     position = i * local_batch_size + tf.range(local_batch_size, dtype=tf.int64)
@@ -135,8 +147,11 @@ def eval_dataset(data, source: datasets.Source, *, local_batch_size: int) -> tf.
     pixels = tf.cast(tf.gather(images, index), tf.float32)
     if data.dequantize:
       pixels += 0.5
-    return {"image": _normalize(pixels, data), "label": tf.gather(labels, index),
-            "mask": tf.cast(position < n, tf.float32)}
+    batch = {"image": _normalize(pixels, data), "label": tf.gather(labels, index),
+             "mask": tf.cast(position < n, tf.float32)}
+    if attributes is not None:
+      batch["attributes"] = tf.gather(attributes, index)
+    return batch
 
   ds = tf.data.Dataset.range(num_batches).map(batch_at, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(data.prefetch)

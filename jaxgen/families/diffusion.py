@@ -11,8 +11,11 @@ D(x; σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x; c_noise(σ)) serves both, a
              (ε), 'x0' (x₀) or 'v' (α·ε − s·x₀, Salimans & Ho);
   weighting  λ(σ) on ‖D − x₀‖²: 'uniform' (the target's own unweighted MSE), 'edm'
              ((σ² + σ_d²)/(σ·σ_d)²) or 'min_snr' (min(SNR, γ), Hang et al. 2023);
-  label_dropout  the share of training labels replaced by the null class, so one network
-             is both conditional and unconditional (classifier-free guidance).
+  label_dropout  the share of training examples whose condition (class, attributes) is
+             made null, so one network is both conditional and unconditional
+             (classifier-free guidance).
+With model.num_attributes = A > 0 the U-Net also reads a vector [A] per example, the data's
+'attributes' (multi-hot attributes or embeddings, `jaxgen.data.attributes`), guided as labels.
 Sampling (config.sampling, `sampling_options`): the sampler, steps, guidance scale w
 (D = D_uncond + w·(D_cond − D_uncond): 0 unconditional, 1 conditional), η, churn, σ range.
 
@@ -58,7 +61,7 @@ def default_options() -> ml_collections.ConfigDict:
       beta_min=0.1, beta_max=20.0,  # VP linear: β(t) = β_min + t·(β_max − β_min).
       min_snr_gamma=5.0,
       sigma_min=0.002, sigma_max=80.0,  # Training σ is clipped into this range.
-      label_dropout=0.1,       # Classifier-free guidance: p(label -> null) in training.
+      label_dropout=0.1,       # Classifier-free guidance: p(condition -> null) in training.
       # Latent diffusion (`jaxgen.latents`): the VQ-VAE's model config, None in pixel space,
       # and the workdir of the run that trained it, read once at step 0.
       autoencoder=None, autoencoder_from="",
@@ -94,6 +97,10 @@ def _check(config, opts) -> None:
       raise UserError(f"diffusion.{name}={value!r}: expected one of {', '.join(allowed)}")
   if not 0.0 <= opts.label_dropout < 1.0:
     raise UserError(f"diffusion.label_dropout={opts.label_dropout}: expected a share in [0, 1)")
+  if conditioning.num_attributes(config) and not config.data.get("attributes"):
+    raise UserError(f"model.num_attributes={conditioning.num_attributes(config)} but "
+                    "data.attributes is empty: pass the CSV of per-image attributes "
+                    "(jaxgen/data/attributes.py), or set model.num_attributes=0")
   if config.data.normalize != "symmetric":
     raise UserError(f"data.normalize={config.data.normalize!r}: the diffusion family models "
                     "images in [-1, 1]; set data.normalize='symmetric'")
@@ -134,8 +141,10 @@ def init_state(config, rng, image_shape) -> TrainState:
   shape = families.model_image_shape(config)
   labels = jnp.zeros((1,), jnp.int32) if conditioning.num_classes(config) else None
   cond_image = jnp.zeros((1, *image_shape)) if superres.options(config) else None
+  count = conditioning.num_attributes(config)
+  attributes = jnp.zeros((1, count), jnp.float32) if count else None
   params = model.init(params_rng, jnp.zeros((1, *shape), jnp.float32),
-                      jnp.zeros((1,), jnp.float32), labels, cond_image)["params"]
+                      jnp.zeros((1,), jnp.float32), labels, cond_image, attributes)["params"]
   model_state = ({latents.KEY: latents.init_variables(latents.build(config), autoencoder_rng)}
                  if latents.autoencoder(config) else None)
   return train_state.create_state(config, params, run_rng, model_state=model_state)
@@ -190,38 +199,30 @@ def loss_weight(opts, sigma):
 
 
 def denoise(config, params, x, sigma, labels=None, rng=None, train: bool = False,
-            cond_image=None):
+            cond_image=None, attributes=None):
   """D(x; σ): the estimate of x₀ [b, H, W, C] from x [b, H, W, C] at σ [b] (float32), given
-  the upsampled low-resolution image cond_image [b, H, W, C] for super-resolution."""
+  the upsampled low-resolution image cond_image [b, H, W, C] for super-resolution and the
+  attributes [b, A] (NaN rows null) of a model with num_attributes."""
   c_skip, c_out, c_in, c_noise = preconditioning(options(config), sigma)
   per_image = lambda c: c[:, None, None, None]
   rngs = {"dropout": rng} if train else None
   out = build_model(config).apply({"params": params}, per_image(c_in) * x, c_noise, labels,
-                                  cond_image, train=train, rngs=rngs)
+                                  cond_image, attributes, train=train, rngs=rngs)
   return per_image(c_skip) * x + per_image(c_out) * out.astype(jnp.float32)
 
 
 def per_example_loss(config, params, image, rng, labels=None, train: bool = False,
-                     cond_image=None):
+                     cond_image=None, attributes=None):
   """λ(σ)·‖D(x₀ + σε; σ) − x₀‖² averaged over pixels, per example [b], σ drawn in training."""
   opts = options(config)
   sigma_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
   x0 = image.astype(jnp.float32)
   sigma = training_sigmas(opts, sigma_rng, x0.shape[0])
   noisy = x0 + sigma[:, None, None, None] * jax.random.normal(noise_rng, x0.shape)
-  estimate = denoise(config, params, noisy, sigma, labels, drop_rng, train, cond_image)
+  estimate = denoise(config, params, noisy, sigma, labels, drop_rng, train, cond_image,
+                     attributes)
   error = jnp.mean((estimate - x0) ** 2, axis=(1, 2, 3))
   return loss_weight(opts, sigma) * error
-
-
-def _training_labels(config, batch, rng):
-  """The batch's labels with label_dropout of them set to the null class; None if
-  unconditional."""
-  labels = conditioning.batch_labels(config, batch)
-  if labels is None:
-    return None
-  drop = jax.random.bernoulli(rng, options(config).label_dropout, labels.shape)
-  return jnp.where(drop, conditioning.num_classes(config), labels)
 
 
 def train_loss(config, state: TrainState, params, batch, rng):
@@ -229,10 +230,13 @@ def train_loss(config, state: TrainState, params, batch, rng):
   the loss `train_step` differentiates."""
   loss_rng, label_rng = jax.random.split(rng)
   degrade_rng = jax.random.fold_in(rng, superres.KEY_STREAM)
-  labels = _training_labels(config, batch, label_rng)
+  labels, attributes = conditioning.drop(
+      config, conditioning.batch_labels(config, batch),
+      conditioning.batch_attributes(config, batch), label_rng, options(config).label_dropout)
   cond_image = _condition(config, batch["image"], degrade_rng)
   return jnp.mean(per_example_loss(config, params, _data(config, state, batch["image"]),
-                                   loss_rng, labels, train=True, cond_image=cond_image)), {}
+                                   loss_rng, labels, train=True, cond_image=cond_image,
+                                   attributes=attributes)), {}
 
 
 def _data(config, state: TrainState, image):
@@ -263,22 +267,24 @@ def eval_metrics(config, state: TrainState, batch, rng):
   errors of its latents and no bound (one on latents bounds no pixel likelihood)."""
   params = _weights(config, state)
   labels = conditioning.batch_labels(config, batch)
+  attributes = conditioning.batch_attributes(config, batch)
   x0 = _data(config, state, batch["image"])
   degrade_rng, upscale_rng = jax.random.split(jax.random.fold_in(rng, superres.KEY_STREAM))
   loss_rng, bound_rng, rng = jax.random.split(rng, 3)
   cond_image = _condition(config, x0, degrade_rng)
   metrics = {"loss": per_example_loss(config, params, x0, loss_rng, labels,
-                                      cond_image=cond_image)}
+                                      cond_image=cond_image, attributes=attributes)}
   sampling = _sampling_options(config)
   if not latents.autoencoder(config):
     metrics.update(diffusion_bound.bound_terms(
         config, lambda x, sigma: denoise(config, params, x, sigma, labels,
-                                         cond_image=cond_image),
+                                         cond_image=cond_image, attributes=attributes),
         x0, bound_rng, sampling.sigma_min, sampling.sigma_max))
   for i, level in enumerate(EVAL_SIGMAS):
     sigma = jnp.full((x0.shape[0],), level, jnp.float32)
     estimate = denoise(config, params, x0 + level * jax.random.normal(
-        jax.random.fold_in(rng, i), x0.shape), sigma, labels, cond_image=cond_image)
+        jax.random.fold_in(rng, i), x0.shape), sigma, labels, cond_image=cond_image,
+        attributes=attributes)
     metrics[f"denoise_mse_sigma_{level:g}"] = jnp.mean((estimate - x0) ** 2, axis=(1, 2, 3))
   if cond_image is not None:
     metrics.update(_upscaling_metrics(config, params, x0, labels, cond_image, upscale_rng))
@@ -331,32 +337,38 @@ def preview_overrides(config) -> dict:
 def _sampling_options(config):
   opts = families.sampling(config)
   samplers.check(opts)
-  if opts.guidance != 1.0 and not conditioning.num_classes(config):
-    raise UserError(f"sampling.guidance={opts.guidance}: guidance needs a class-conditional "
-                    "model (model.num_classes > 0); set sampling.guidance=1")
+  if opts.guidance != 1.0 and not (conditioning.num_classes(config)
+                                   or conditioning.num_attributes(config)):
+    raise UserError(f"sampling.guidance={opts.guidance}: guidance needs a conditional model "
+                    "(model.num_classes or model.num_attributes > 0); set sampling.guidance=1")
   return opts
 
 
-def guided_denoiser(config, params, labels, guidance: float, cond_image=None):
-  """(x, σ) -> D at the scalar σ: conditional on `labels` [b] (or null-class labels for an
-  unconditional draw of a conditional model) and on cond_image, guided with scale w when
-  w ≠ 1: the conditional and unconditional predictions in one batched pass."""
+def guided_denoiser(config, params, labels, guidance: float, cond_image=None,
+                    attributes=None):
+  """(x, σ) -> D at the scalar σ: conditional on `labels` [b] and `attributes` [b, A] (null
+  ones for an unconditional draw of a conditional model) and on cond_image, guided with
+  scale w when w ≠ 1: the conditional and unconditional predictions in one batched pass."""
   def denoise_at(x, sigma):
     sigmas = jnp.full((x.shape[0],), sigma, jnp.float32)
-    if labels is None or guidance == 1.0:
-      return denoise(config, params, x, sigmas, labels, cond_image=cond_image)
-    null = jnp.full_like(labels, conditioning.num_classes(config))
-    twice = lambda v: None if v is None else jnp.concatenate([v, v])
-    both = denoise(config, params, twice(x), twice(sigmas), jnp.concatenate([labels, null]),
-                   cond_image=twice(cond_image))
-    cond, uncond = jnp.split(both, 2)
+    if (labels is None and attributes is None) or guidance == 1.0:
+      return denoise(config, params, x, sigmas, labels, cond_image=cond_image,
+                     attributes=attributes)
+    null_labels, null_attributes = conditioning.null(config, labels, attributes)
+    both = lambda v, null: None if v is None else jnp.concatenate([v, null])
+    twice = lambda v: both(v, v)
+    joint = denoise(config, params, twice(x), twice(sigmas), both(labels, null_labels),
+                    cond_image=twice(cond_image),
+                    attributes=both(attributes, null_attributes))
+    cond, uncond = jnp.split(joint, 2)
     return uncond + guidance * (cond - uncond)
   return denoise_at
 
 
 def sample(config, state: TrainState, rng, num: int, cond=None):
   """Images [num, H, W, C] in [-1, 1] from config.sampling's sampler; conditional models
-  follow cond['label'] [num], or cycle through the classes; super-resolution upscales
+  follow cond['label'] [num], or cycle through the classes, and cond['attributes'] [num, A],
+  or one attribute each in turn; super-resolution upscales
   cond['low_res'] [num, H/f, W/f, C] in [-1, 1]; latent diffusion decodes its latents."""
   labels = conditioning.sampling_labels(config, cond, num)
   cond_image = None
@@ -367,7 +379,8 @@ def sample(config, state: TrainState, rng, num: int, cond=None):
                       "upscale --workdir DIR --in FILE --out FILE`")
     cond_image = sharding.constrain_batch(
         superres.upsample(sr, jnp.asarray(cond["low_res"], jnp.float32), image_shape(config)))
-  drawn = _draw(config, _weights(config, state), labels, cond_image, rng, num)
+  attributes = conditioning.sampling_attributes(config, cond, num)
+  drawn = _draw(config, _weights(config, state), labels, cond_image, rng, num, attributes)
   if latents.autoencoder(config):
     return latents.decode(config, state.model_state, drawn,
                           jax.random.fold_in(rng, latents.KEY_STREAM))
@@ -379,10 +392,10 @@ def _weights(config, state: TrainState):
   return train_state.weights_to_sample(state, _sampling_options(config).weights)
 
 
-def _draw(config, params, labels, cond_image, rng, num):
+def _draw(config, params, labels, cond_image, rng, num, attributes=None):
   opts = _sampling_options(config)
   noise_rng, sampler_rng = jax.random.split(rng)
   shape = families.model_image_shape(config)
   noise = sharding.constrain_batch(jax.random.normal(noise_rng, (num, *shape)))
-  denoiser = guided_denoiser(config, params, labels, opts.guidance, cond_image)
+  denoiser = guided_denoiser(config, params, labels, opts.guidance, cond_image, attributes)
   return samplers.sample(opts, denoiser, noise, sampler_rng)

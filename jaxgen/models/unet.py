@@ -63,18 +63,22 @@ def noise_features(noise_level: jax.Array, dim: int, kind: str) -> jax.Array:
 
 
 class Embedding(nn.Module):
-  """Noise levels [b] (and labels [b]) -> the embedding [b, 4·features] every block reads.
+  """Noise levels [b] (and labels [b], attributes [b, A]) -> the embedding [b, 4·features]
+  every block reads.
 
   Noise-level features → Dense → SiLU → Dense, plus a class embedding when num_classes > 0
-  (labels None meaning the null class, num_classes, for every example).
+  (labels None meaning the null class, num_classes, for every example), plus a projection
+  of the attribute vector and a null flag when num_attributes > 0 (a row of NaN, or
+  attributes None for all, is the null condition; its vector counts as zeros).
   """
   features: int
   num_classes: int
   kind: str
   dtype: Any
+  num_attributes: int = 0
 
   @nn.compact
-  def __call__(self, noise_level, labels):
+  def __call__(self, noise_level, labels, attributes=None):
     width = 4 * self.features
     emb = noise_features(noise_level, self.features, self.kind)
     emb = nn.Dense(width, dtype=self.dtype)(emb.astype(self.dtype))
@@ -84,6 +88,13 @@ class Embedding(nn.Module):
         labels = jnp.full(noise_level.shape, self.num_classes, jnp.int32)
       emb = emb + nn.Embed(self.num_classes + 1, width, dtype=self.dtype,
                            name="class_embedding")(labels)
+    if self.num_attributes:
+      if attributes is None:
+        attributes = jnp.full((*noise_level.shape, self.num_attributes), jnp.nan)
+      null = jnp.any(jnp.isnan(attributes), axis=-1, keepdims=True)
+      vector = jnp.concatenate([jnp.where(null, 0.0, attributes), null], axis=-1)
+      emb = emb + nn.Dense(width, dtype=self.dtype, name="attribute_embedding")(
+          vector.astype(self.dtype))
     return emb
 
 
@@ -140,7 +151,8 @@ def _example_inputs(module: nn.Module, batch: int):
   x = jnp.zeros((batch, size, size, module.channels))
   labels = jnp.zeros((batch,), jnp.int32) if module.num_classes else None
   cond = jnp.zeros((batch, size, size, module.cond_channels)) if module.cond_channels else None
-  return (x, jnp.zeros((batch,)), labels, cond), {"train": False}
+  attributes = jnp.zeros((batch, module.num_attributes)) if module.num_attributes else None
+  return (x, jnp.zeros((batch,)), labels, cond, attributes), {"train": False}
 
 
 @models.register("unet", example_inputs=_example_inputs)
@@ -161,6 +173,8 @@ class UNet(nn.Module):
     num_classes: > 0 adds a class embedding with num_classes + 1 rows; label num_classes
       is the null class, which classifier-free guidance trains and samples with.
     cond_channels: > 0 takes a condition image [b, H, W, cond_channels], concatenated to x.
+    num_attributes: > 0 takes a vector [b, num_attributes] per example (multi-hot
+      attributes, or any embedding), projected into the embedding with a null flag.
     embedding: 'fourier' or 'positional' noise-level features (see `noise_features`).
     dtype: computation dtype; parameters and the output stay float32.
     remat: recompute each residual and attention block's activations in the backward pass
@@ -175,25 +189,29 @@ class UNet(nn.Module):
   dropout: float = 0.1
   num_classes: int = 0
   cond_channels: int = 0
+  num_attributes: int = 0
   embedding: str = "fourier"
   dtype: Any = jnp.float32
   remat: bool = False
 
   @nn.compact
-  def __call__(self, x, noise_level, labels=None, cond_image=None, train: bool = False):
+  def __call__(self, x, noise_level, labels=None, cond_image=None, attributes=None,
+               train: bool = False):
     """Denoiser output for x [b, H, W, channels] at noise levels [b] (the family's c_noise).
 
     Args:
       labels: int32 [b] in [0, num_classes], num_classes meaning null; None on a
         class-conditional model means all null.
       cond_image: [b, H, W, cond_channels], required exactly when cond_channels > 0.
+      attributes: float [b, num_attributes], NaN rows null; None on a model with
+        attributes means all null.
 
     Returns:
       float32 [b, H, W, channels].
     """
-    self._check(x, labels, cond_image)
+    self._check(x, labels, cond_image, attributes)
     emb = Embedding(self.features, self.num_classes, self.embedding, self.dtype,
-                    name="embed")(noise_level, labels)
+                    self.num_attributes, name="embed")(noise_level, labels, attributes)
     h = x if cond_image is None else jnp.concatenate([x, cond_image.astype(x.dtype)], axis=-1)
     h = _conv3(self.features, self.dtype)(h.astype(self.dtype))
     skips = [h]
@@ -226,7 +244,7 @@ class UNet(nn.Module):
     h = make(ResBlock, features, self.dropout, self.dtype, static_argnums=(3,))(h, emb, train)
     return make(Attention, self.dtype)(h) if middle or h.shape[1] in self.attention else h
 
-  def _check(self, x, labels, cond_image) -> None:
+  def _check(self, x, labels, cond_image, attributes) -> None:
     """Static checks of the fields and of the inputs' shapes; raises UserError."""
     factor = 2 ** (len(self.multipliers) - 1)
     if self.image_size % factor:
@@ -253,6 +271,10 @@ class UNet(nn.Module):
       raise UserError(f"unet cond_channels={self.cond_channels} but cond_image is "
                       f"{'missing' if cond_image is None else 'given'}: pass a condition image "
                       "exactly when model.cond_channels > 0")
+    if attributes is not None and attributes.shape[1:] != (self.num_attributes,):
+      raise UserError(f"unet got attributes {attributes.shape} but num_attributes="
+                      f"{self.num_attributes}: set model.num_attributes to the data's "
+                      "attribute count")
     if cond_image is not None and cond_image.shape[1:] != (*expected[:2], self.cond_channels):
       raise UserError(f"unet got cond_image {cond_image.shape}: expected [batch, "
                       f"{self.image_size}, {self.image_size}, {self.cond_channels}]")

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib, train
+from jaxgen import conditioning, config as config_lib, train
 from jaxgen.errors import UserError
 from jaxgen.families import diffusion, diffusion_bound, diffusion_samplers as samplers
 
@@ -214,8 +214,8 @@ def test_training_overfits_a_batch_and_label_dropout_uses_the_null_class():
   # (uniform over the 256 values is 8); fitting the batch lowers it.
   assert 1.0 < bound_before < 20.0 and float(bound(state.params)) < 0.9 * bound_before, (
       bound_before, float(bound(state.params)))
-  dropped = diffusion._training_labels(config, {"label": jnp.zeros(10_000, jnp.int32)},
-                                       jax.random.PRNGKey(10))
+  dropped, _ = conditioning.drop(config, jnp.zeros(10_000, jnp.int32), None,
+                                 jax.random.PRNGKey(10), config.diffusion.label_dropout)
   assert abs(float(jnp.mean(dropped == 10)) - config.diffusion.label_dropout) < 0.02
 
 
@@ -297,7 +297,7 @@ def test_one_device_and_four_devices_train_and_sample_alike(tmp_path, data_dir):
     ({"sampling.sampler": "plms"}, "sampling.sampler='plms'"),
     ({"sampling.steps": "0"}, "sampling.steps=0"),
     ({"model.num_classes": "0", "sampling.guidance": "2.0"},
-     "guidance needs a class-conditional"),
+     "guidance needs a conditional model"),
     ({"diffusion.target": "score"}, "diffusion.target='score'"),
 ])
 def test_bad_configs_are_one_line_errors(overrides, message):
