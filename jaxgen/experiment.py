@@ -98,14 +98,21 @@ def vae(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
 
 def autoregressive(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
                    small_model: Overrides, per_variant: PerVariant | None = None,
+                   autoencoder: ml_collections.ConfigDict | None = None,
                    **settings) -> ml_collections.ConfigDict:
   """An autoregressive experiment on 8-bit 28x28 grey Fashion-MNIST, batch 32, Adam 1e-3.
 
   `model` holds name, likelihood and widths. `:cifar10` is 32x32 RGB CIFAR-10 (it needs
   network once), batch 64, 100k steps; `per_variant['cifar10']` sets its widths.
+  `autoencoder` (a VQ-VAE's model config) makes it that VQ-VAE's learned prior
+  (`jaxgen.latents`): `model` then holds the code grid's side, and
+  autoregressive.autoencoder_from names the run that trained the VQ-VAE.
   """
   config = _family_base("autoregressive", autoregressive_family.sampling_options(),
-                        dict(image_size=28, channels=1, **model))
+                        {"image_size": 28, "channels": 1, **model})
+  if autoencoder is not None:
+    config.autoregressive = ml_collections.ConfigDict(dict(
+        autoencoder=ml_collections.ConfigDict(autoencoder), autoencoder_from=""))
   config.data.update(name="fashion_mnist", normalize="integer")  # Discrete, exact likelihood.
   config.update(batch_size=32, eval_batch_size=250, total_steps=3000, log_every=100,
                 sample_every=1000, checkpoint_every=500, num_samples=16)

@@ -1,8 +1,10 @@
-"""Latent diffusion (Rombach et al. 2022): the diffusion family on a frozen VQ-VAE's latents.
+"""A frozen VQ-VAE under another family: latent diffusion (Rombach et al. 2022) on its
+standardised code vectors, and a learned prior (van den Oord et al. 2017) over its codes.
 
-config.diffusion.autoencoder is the VQ-VAE's model config (an experiment copies it from the
-autoencoder's own experiment, so this run's config says what it decodes with) and
-config.diffusion.autoencoder_from the workdir of a run that trained it. At step 0 that run's
+config.<family>.autoencoder ('diffusion' or 'autoregressive') is the VQ-VAE's model config
+(an experiment copies it from the autoencoder's own experiment, so this run's config says
+what it decodes with) and config.<family>.autoencoder_from the workdir of a run that trained
+it. At step 0 that run's
 sampling weights (its EMA when it kept one) and codebook are copied into the state's
 model_state['autoencoder'], where no optimiser moves them and every checkpoint carries them:
 resume, `jaxgen sample` and `jaxgen evaluate` need this run's workdir alone. The source is
@@ -35,19 +37,30 @@ LIKELIHOODS = ("categorical", "logistic_mixture")
 
 
 def autoencoder(config) -> ml_collections.ConfigDict | None:
-  """config.diffusion.autoencoder (the VQ-VAE's model config), or None in pixel space."""
-  return config.get("diffusion", {}).get("autoencoder") or None
+  """config.<family>.autoencoder (the VQ-VAE's model config), or None in pixel space."""
+  return config.get(config.family, {}).get("autoencoder") or None
+
+
+def knob(config, name: str = "autoencoder_from") -> str:
+  """The config key of this family's `name`, for messages: 'diffusion.autoencoder_from'."""
+  return f"{config.family}.{name}"
+
+
+def source(config) -> str:
+  """config.<family>.autoencoder_from: the workdir of the VQ-VAE run, "" when unset."""
+  return config.get(config.family, {}).get("autoencoder_from", "")
 
 
 def build(config) -> vqvae.VQVAE:
   kwargs = models.config_kwargs(autoencoder(config))
   name = kwargs.pop("name")
   if name != "vqvae":
-    raise UserError(f"diffusion.autoencoder.name={name!r}: latent diffusion decodes with a "
-                    "VQ-VAE's code grid; set it to a vqvae run's model config")
+    raise UserError(f"{knob(config, 'autoencoder')}.name={name!r}: expected a VQ-VAE (its "
+                    "code grid is what this model works on); set it to a vqvae run's model "
+                    "config")
   if kwargs.get("likelihood", "logistic_mixture") not in LIKELIHOODS:
-    raise UserError(f"diffusion.autoencoder.likelihood={kwargs['likelihood']!r}: latent "
-                    f"diffusion decodes 8-bit images; expected one of {', '.join(LIKELIHOODS)}")
+    raise UserError(f"{knob(config, 'autoencoder')}.likelihood={kwargs['likelihood']!r}: "
+                    f"decoding gives 8-bit images; expected one of {', '.join(LIKELIHOODS)}")
   return models.get(name)(**kwargs)
 
 
@@ -106,6 +119,29 @@ def encode(config, model_state, image):
   return (z_q - mean) / std
 
 
+def codes(config, model_state, levels):
+  """8-bit images int [b, H, W, C] -> their code indices int32 [b, h, w]."""
+  model = build(config)
+  return model.apply(model_state[KEY], levels.astype(jnp.float32) / 255.0, False,
+                     method=model.encode)[1].astype(jnp.int32)
+
+
+def reconstruction_nats(config, model_state, code_grid, levels):
+  """−log p(x | its codes) [b] in nats: the VQ-VAE's likelihood of 8-bit images `levels`
+  [b, H, W, C] decoded from `code_grid` [b, h, w]."""
+  model = build(config)
+  params = model.apply(model_state[KEY], code_grid, method=model.decode_codes)
+  return likelihoods.nll(model.likelihood, params.astype(jnp.float32), levels.astype(jnp.int32))
+
+
+def pixels(config, model_state, code_grid, rng):
+  """Code grids [b, h, w] -> 8-bit images int32 [b, H, W, C], each pixel drawn from the
+  decoder's likelihood as the VQ-VAE's own samples are."""
+  model = build(config)
+  decoded = model.apply(model_state[KEY], code_grid, method=model.decode_codes)
+  return likelihoods.sample(model.likelihood, rng, decoded, model.channels).astype(jnp.int32)
+
+
 def decode(config, model_state, latents, rng):
   """Standardised latents [b, h, w, code_dim] -> images [b, H, W, C] in [-1, 1]: nearest
   codes, decoded, each pixel drawn from the likelihood (levels k as k/127.5 − 1)."""
@@ -113,25 +149,23 @@ def decode(config, model_state, latents, rng):
   mean, std = _moments(variables)
   z = latents * std + mean
   codebook = variables["batch_stats"]["quantizer"]["codebook"]
-  codes = vqvae.nearest_codes(z.reshape(-1, z.shape[-1]), codebook).reshape(z.shape[:-1])
-  decoded = model.apply(variables, codes, method=model.decode_codes)
-  levels = likelihoods.sample(model.likelihood, rng, decoded, model.channels)
-  return levels.astype(jnp.float32) / 127.5 - 1.0
+  nearest = vqvae.nearest_codes(z.reshape(-1, z.shape[-1]), codebook).reshape(z.shape[:-1])
+  return pixels(config, model_state, nearest, rng).astype(jnp.float32) / 127.5 - 1.0
 
 
 def check_source(config, source_config, source: str) -> None:
-  """UserError unless `source_config` (config.diffusion.autoencoder_from's run) trained the
+  """UserError unless `source_config` (config.<family>.autoencoder_from's run) trained the
   autoencoder this config names: a vae-family run of the same model config."""
   if source_config.family != "vae":
-    raise UserError(f"diffusion.autoencoder_from={source!r} is a {source_config.family} run: "
+    raise UserError(f"{knob(config)}={source!r} is a {source_config.family} run: "
                     "pass the workdir of a VQ-VAE run (experiments/vqvae_fashion_mnist.py)")
   changed = config_lib.differences(source_config.model, autoencoder(config))
   if changed:
     key = changed[0]
     there, here = (c.get(key) if key in c else "missing"
                    for c in (source_config.model, autoencoder(config)))
-    raise UserError(f"diffusion.autoencoder_from={source!r}: its model differs from "
-                    f"diffusion.autoencoder ({key}: {there!r} there, {here!r} here); set "
-                    f"--config.diffusion.autoencoder.{key}={there!r} (or train the autoencoder "
-                    "this config names)")
+    raise UserError(f"{knob(config)}={source!r}: its model differs from "
+                    f"{knob(config, 'autoencoder')} ({key}: {there!r} there, {here!r} here); "
+                    f"set --config.{knob(config, 'autoencoder')}.{key}={there!r} (or train the "
+                    "autoencoder this config names)")
 

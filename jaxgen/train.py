@@ -90,7 +90,7 @@ def _from_other_runs(config, init, shardings):
     state = warm_start.carry_init_from(state, restore_run(config.init_from, mesh)[3],
                                        shardings)
   if latents.autoencoder(config):
-    source = restore_run(config.diffusion.autoencoder_from, mesh)[3]
+    source = restore_run(latents.source(config), mesh)[3]
     state = warm_start.carry_autoencoder(state, source, shardings)
   return state
 

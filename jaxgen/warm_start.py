@@ -1,6 +1,6 @@
 """A fresh run that starts from other runs' arrays: config.init_from (a run of the same
-family: its parameters and model state) and latent diffusion's
-config.diffusion.autoencoder_from (a VQ-VAE run: the frozen autoencoder, `jaxgen.latents`).
+family: its parameters and model state) and config.<family>.autoencoder_from of latent
+diffusion and the VQ-VAE prior (a VQ-VAE run: the frozen autoencoder, `jaxgen.latents`).
 
 Both are vetted by `check` before anything is written, abstractly (configs and shapes, no
 arrays loaded), and carried into the state at step 0 by the `carry_*` functions; a resumed
@@ -30,7 +30,7 @@ def run_config(workdir: str):
 
 
 def check(config, workdir: str) -> list[str]:
-  """Fails if config.init_from (`_check_init_from`) or diffusion.autoencoder_from
+  """Fails if config.init_from (`_check_init_from`) or <family>.autoencoder_from
   (`_check_autoencoder`) cannot start this run; else the arrays this model adds to
   init_from's, which keep their initialisation. Nothing to check once WORKDIR has its own
   checkpoint: resuming reads neither."""
@@ -70,17 +70,17 @@ def _check_init_from(config) -> list[str]:
 
 
 def _check_autoencoder(config) -> None:
-  """A UserError unless diffusion.autoencoder_from is a run with a checkpoint that trained
-  the model diffusion.autoencoder names, its variables shaped as this state's."""
-  source = config.diffusion.autoencoder_from
+  """A UserError unless <family>.autoencoder_from is a run with a checkpoint that trained
+  the model <family>.autoencoder names, its variables shaped as this state's."""
+  source, knob = latents.source(config), latents.knob(config)
   if not source:
-    raise UserError("diffusion.autoencoder is set but diffusion.autoencoder_from is empty: pass "
-                    "--config.diffusion.autoencoder_from=DIR, the workdir of a VQ-VAE run")
-  source_config = _source_config(source, "diffusion.autoencoder_from")
+    raise UserError(f"{latents.knob(config, 'autoencoder')} is set but {knob} is empty: pass "
+                    f"--config.{knob}=DIR, the workdir of a VQ-VAE run")
+  source_config = _source_config(source, knob)
   latents.check_source(config, source_config, source)
   there = _abstract_state(source_config)
   here = _abstract_state(config).model_state[latents.KEY]
-  _check_fits("diffusion.autoencoder_from", source, "autoencoder",
+  _check_fits(knob, source, "autoencoder",
               {"params": there.params, **there.model_state}, here)
 
 

@@ -16,16 +16,24 @@ networks' row mode (see `jaxgen.models.pixelcnn`): each draw computes one row, w
 above read from per-layer caches, O(W) work, and one more call per row caches the finished
 row. `sample_naive` runs the whole network on the whole image every
 iteration, O(H·W) work, for reference: the two draw the same images.
+
+With config.autoregressive.autoencoder (`jaxgen.latents`) the model is a VQ-VAE's learned
+prior (van den Oord et al. 2017): the network (model.image_size: the code grid's side, one
+channel, a categorical over the codes) models the frozen VQ-VAE's code grid of each image,
+encoded on the fly; samples are drawn codes decoded to pixels, and the test NLL is the
+VQ-VAE's bound with this prior in place of its uniform one: −log p(x | z(x)) − log p(z(x)),
+reported beside the uniform prior's.
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from jax import lax
 
-from jaxgen import accumulate, conditioning, families, models, sharding, train_state
+from jaxgen import accumulate, conditioning, families, latents, models, sharding, train_state
 from jaxgen.errors import UserError
 from jaxgen.models import likelihoods
 from jaxgen.train_state import TrainState, sampling_params
@@ -59,20 +67,54 @@ def build_model(config):
   if not hasattr(cls, "output_mode"):
     raise UserError(f"model.name={name!r} is not autoregressive: the autoregressive family "
                     "takes pixelcnn, gated_pixelcnn or row_lstm")
+  if latents.autoencoder(config):
+    _check_prior(config, likelihood)
   num_params = (256 if likelihood == "categorical" else
                 likelihoods.logistic_mixture_num_params(num_mixtures, kwargs["channels"]))
   return cls(num_params=num_params, output_mode=_OUTPUT_MODE[likelihood], **kwargs)
 
 
-image_shape = families.model_image_shape
+def _check_prior(config, likelihood: str) -> None:
+  """A UserError unless the network fits a prior over the autoencoder's code grid."""
+  side, _, _ = latents.latent_shape(config)
+  num_codes = latents.autoencoder(config).num_codes
+  if likelihood != "categorical" or num_codes > 256:
+    raise UserError(f"model.likelihood={likelihood!r} over {num_codes} codes: a prior over "
+                    "codes is a 256-way categorical over at most 256 codes; set "
+                    "model.likelihood='categorical'")
+  shape = families.model_image_shape(config)
+  if shape != (side, side, 1):
+    raise UserError(f"model.image_size={shape[0]}, model.channels={shape[2]}: the "
+                    f"autoencoder's code grid is {side}×{side}; set model.image_size={side} "
+                    "and model.channels=1")
+
+
+def image_shape(config) -> tuple[int, int, int]:
+  """(H, W, C) of the data: the model's own, or the prior's autoencoder's pixels."""
+  if latents.autoencoder(config):
+    return latents.image_shape(config)
+  return families.model_image_shape(config)
 
 
 def init_state(config, rng, image_shape) -> TrainState:
+  """The network's parameters; a prior's autoencoder in model_state, freshly initialised
+  here and replaced by its trained weights at step 0 (`train`)."""
+  del image_shape  # The network's own shape: a prior's is the code grid's.
   model = build_model(config)
-  params_rng, run_rng = jax.random.split(rng)
+  params_rng, run_rng, autoencoder_rng = jax.random.split(rng, 3)
   labels = jnp.zeros((1,), jnp.int32) if conditioning.num_classes(config) else None
-  params = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), labels)["params"]
-  return train_state.create_state(config, params, run_rng)
+  shape = families.model_image_shape(config)
+  params = model.init(params_rng, jnp.zeros((1, *shape), jnp.float32), labels)["params"]
+  model_state = ({latents.KEY: latents.init_variables(latents.build(config), autoencoder_rng)}
+                 if latents.autoencoder(config) else None)
+  return train_state.create_state(config, params, run_rng, model_state=model_state)
+
+
+def _modelled(config, state: TrainState, image):
+  """What the network models: the 8-bit images, or a prior's code grids [b, h, w, 1]."""
+  if latents.autoencoder(config):
+    return latents.codes(config, state.model_state, image)[..., None]
+  return image
 
 
 def _network_input(image):
@@ -96,31 +138,54 @@ def nll_nats(config, params, image, labels=None):
 
 def train_loss(config, state: TrainState, params, batch, rng):
   """(The batch's mean NLL in nats, {}): the loss `train_step` differentiates."""
-  del state, rng  # Exact likelihood: nothing is drawn.
-  return jnp.mean(nll_nats(config, params, batch["image"],
+  del rng  # Exact likelihood: nothing is drawn.
+  return jnp.mean(nll_nats(config, params, _modelled(config, state, batch["image"]),
                            conditioning.batch_labels(config, batch))), {}
 
 
 def train_step(config, state: TrainState, batch):
-  image = batch["image"]
+  image = _modelled(config, state, batch["image"])
   (loss, _), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
       batch, state.step_rng(), accumulate.unrolled(config))
   state, update = train_state.apply_gradients(config, state, grads, loss=loss)
+  # A prior's loss is per code grid: its bits are per code, not per pixel.
+  name = "prior_bits_per_code" if latents.autoencoder(config) else "bits_per_dim"
   metrics = {"train/loss": loss,
-             "train/bits_per_dim": likelihoods.bits_per_dim(loss, image.shape[1:])}
+             f"train/{name}": likelihoods.bits_per_dim(loss, image.shape[1:])}
   return state, {**metrics, **{f"train/{k}": v for k, v in update.items()}}
 
 
 def eval_metrics(config, state: TrainState, batch, rng):
+  """Exact test NLL in nats and bits/dim; a prior's is the VQ-VAE's bound with it, beside
+  the bound with the uniform prior and the prior's own NLL of the codes."""
   del rng  # Exact: nothing is drawn.
-  nats = nll_nats(config, sampling_params(state), batch["image"],
+  image = batch["image"]
+  modelled = _modelled(config, state, image)
+  nats = nll_nats(config, sampling_params(state), modelled,
                   conditioning.batch_labels(config, batch))
-  return {"nll_nats": nats,
-          "bits_per_dim": likelihoods.bits_per_dim(nats, batch["image"].shape[1:])}
+  if not latents.autoencoder(config):
+    return {"nll_nats": nats, "bits_per_dim": likelihoods.bits_per_dim(nats, image.shape[1:])}
+  recon = latents.reconstruction_nats(config, state.model_state, modelled[..., 0], image)
+  uniform = recon + modelled[0].size * math.log(latents.autoencoder(config).num_codes)
+  return {"nll_nats": recon + nats,
+          "bits_per_dim": likelihoods.bits_per_dim(recon + nats, image.shape[1:]),
+          "reconstruction_nats": recon, "prior_nats": nats,
+          "uniform_prior_nll_nats": uniform,
+          "uniform_prior_bits_per_dim": likelihoods.bits_per_dim(uniform, image.shape[1:])}
 
 
 def provenance(config) -> dict:
+  if latents.autoencoder(config):
+    return {"likelihood": f"categorical over the VQ-VAE's {latents.autoencoder(config).num_codes}"
+                          " codes (the prior); the VQ-VAE's own pixel likelihood",
+            "prior/autoencoder": f"vqvae from {latents.source(config)}",
+            "prior/codes": "×".join(map(str, latents.latent_shape(config)[:2])),
+            "nll_units": "nats per image; bits/dim = nats / (H·W·C · ln 2) over pixels",
+            "bounds": "a bound: −log p(x | z(x)) − log p_prior(z(x)), z(x) the encoder's "
+                      "codes (the VQ-VAE's ELBO with this prior); uniform_prior_*: with the "
+                      "uniform prior, as the VQ-VAE run reports it",
+            "parameters": train_state.parameters_provenance(config)}
   return {"likelihood": config.model.likelihood,
           "data_convention": "8-bit values, no dequantisation: an exact discrete likelihood",
           "nll_units": "nats per image; bits/dim = nats / (H·W·C · ln 2)",
@@ -134,13 +199,24 @@ def preview_overrides(config) -> dict:
 
 
 def sample(config, state: TrainState, rng, num: int, cond=None):
-  """Images int32 [num, H, W, C] in 0..255, drawn with the row caches (fast)."""
-  return sample_with_log_probs(config, state, rng, num, cond, cached=True)[0]
+  """Images int32 [num, H, W, C] in 0..255, drawn with the row caches (fast); a prior's
+  drawn code grids decoded by its VQ-VAE."""
+  return _decoded(config, state, rng,
+                  sample_with_log_probs(config, state, rng, num, cond, cached=True)[0])
 
 
 def sample_naive(config, state: TrainState, rng, num: int, cond=None):
   """The same draws as `sample`, recomputing the whole network for every sub-pixel."""
-  return sample_with_log_probs(config, state, rng, num, cond, cached=False)[0]
+  return _decoded(config, state, rng,
+                  sample_with_log_probs(config, state, rng, num, cond, cached=False)[0])
+
+
+def _decoded(config, state: TrainState, rng, drawn):
+  """The drawn images, or a prior's drawn code grids [num, h, w, 1] decoded to pixels."""
+  if not latents.autoencoder(config):
+    return drawn
+  return latents.pixels(config, state.model_state, drawn[..., 0],
+                        jax.random.fold_in(rng, latents.KEY_STREAM))
 
 
 def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
@@ -152,7 +228,7 @@ def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
   are the tempered distribution's.
   """
   model = build_model(config)
-  height, width, channels = image_shape(config)
+  height, width, channels = families.model_image_shape(config)
   temperature = families.sampling(config).temperature
   labels = conditioning.sampling_labels(config, cond, num)
   variables = {"params": sampling_params(state)}
