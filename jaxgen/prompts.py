@@ -42,10 +42,8 @@ def read_attribute_names(workdir: str, config) -> list[str]:
       found = json.load(f).get("attribute_names")
     if found:
       return list(found)
-  if config.data.get("attributes"):
-    from jaxgen.data import attributes
-    return attributes.names(config.data.attributes)
-  return []
+  from jaxgen.data import attributes  # TensorFlow: only for runs without labels.json.
+  return attributes.attribute_names(config.data)
 
 
 def read_label_names(workdir: str, config) -> list[str]:

@@ -160,8 +160,7 @@ def prepare_workdir(config, workdir):
     if (changed is None or any(k.startswith("data.") for k in changed)
         or not os.path.exists(prompts.labels_path(workdir))):
       names = datasets.label_names(config.data)
-      attribute_names = (attributes.names(config.data.attributes)
-                         if config.data.get("attributes") else [])
+      attribute_names = attributes.attribute_names(config.data)
       if names or attribute_names:
         prompts.write_label_names(workdir, names, attribute_names)
 

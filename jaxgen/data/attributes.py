@@ -10,6 +10,10 @@ The model's input is any float vector per example, so a file of precomputed embe
 text encoder's, say) plugs into the same key: config.data.attributes may instead be an .npz
 holding 'records' (the record names [n]) and 'vectors' (float [n, D]); such a table names
 no attributes, so its models are sampled with vectors, not prompts.
+
+config.data.attributes='tfds' takes a TFDS dataset's own boolean 'attributes' feature
+(CelebA's 40, `experiments/edm_celeba.py`), in name order, read once per split without
+decoding an image.
 """
 
 import csv
@@ -63,10 +67,53 @@ def names(path: str) -> list[str]:
   return read(path)[0]
 
 
-def for_records(path: str, record_names) -> np.ndarray:
-  """float32 [n, A]: the table's row of each record name; a UserError naming the first
-  record the table lacks."""
-  _, table = read(path)
+TFDS = "tfds"
+
+
+def _tfds_attributes(data, split: str | None):
+  """(names, {record name: float32 [A]}) of a TFDS dataset's 'attributes' feature, records
+  named as `datasets` names them ('split[index]'); the names alone when split is None."""
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+  from jaxgen.data import datasets  # It imports this module.
+  builder = datasets.prepared_builder(data)
+  feature = builder.info.features["attributes"] if "attributes" in builder.info.features else None
+  if not isinstance(feature, tfds.features.FeaturesDict):
+    raise UserError(f"data.attributes='tfds' but {data.name!r} has no 'attributes' feature "
+                    "(CelebA's): pass a CSV of image,NAME_1,...,NAME_A rows instead")
+  names = sorted(feature.keys())
+  if split is None:
+    return names, {}
+  base, _ = datasets._split_base_and_offset(builder, split, 0, 1)
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  ds = ds.map(lambda ex: tf.stack([tf.cast(ex["attributes"][n], tf.float32) for n in names]))
+  rows = [batch for batch in ds.batch(4096).as_numpy_iterator()]
+  rows = np.concatenate(rows) if rows else np.zeros((0, len(names)), np.float32)
+  return names, {f"{base}[{i}]": row for i, row in enumerate(rows)}
+
+
+def attribute_names(data) -> list[str]:
+  """The attribute names data.attributes gives ([] for none, or for embeddings)."""
+  if not data.get("attributes"):
+    return []
+  return _tfds_attributes(data, None)[0] if data.attributes == TFDS else names(data.attributes)
+
+
+def for_split(data, split: str, record_names) -> np.ndarray | None:
+  """float32 [n, A] for the records of `split` named `record_names`, from data.attributes
+  (a file, or 'tfds'); None without attributes."""
+  if not data.get("attributes"):
+    return None
+  table = _tfds_attributes(data, split)[1] if data.attributes == TFDS else None
+  return for_records(data.attributes, record_names, table)
+
+
+def for_records(path: str, record_names, table: dict | None = None) -> np.ndarray:
+  """float32 [n, A]: the table's (that at `path`, unless given) row of each record name; a
+  UserError naming the first record the table lacks."""
+  if table is None:
+    _, table = read(path)
   missing = [name for name in record_names if name not in table]
   if missing:
     raise UserError(f"data.attributes={path!r} has no row for {missing[0]!r} ({len(missing)} "

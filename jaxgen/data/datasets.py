@@ -129,8 +129,7 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
   return Source(images=images, labels=labels, num_dropped=num_dropped,
                 num_classes=records.num_classes, name=data.name, split=split,
                 max_shard_size=records.max_shard_size,
-                attributes=(attributes.for_records(data.attributes, names)
-                            if data.get("attributes") else None))
+                attributes=attributes.for_split(data, split, names))
 
 
 def _prepared_source(data, split, process_index, process_count) -> Source:

@@ -179,3 +179,31 @@ def test_attributes_without_a_table_are_refused(data_dir, tmp_path):
     train.train_and_evaluate(small_config(EDM, data_dir, **TINY, total_steps=1),
                              str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_celeba_attributes_come_from_the_dataset_itself():
+  """data.attributes='tfds' reads CelebA's 40 boolean attributes in name order, per record
+  (TFDS's mock CelebA: random images and attributes, no download)."""
+  import tensorflow_datasets as tfds
+  data = config_lib.load("experiments/edm_celeba.py:small", {}).data
+  with data.unlocked():
+    data.image_size = 8
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    names = attributes.attribute_names(data)
+    rows = attributes.for_split(data, "train", ["train[5]", "train[0]"])
+    with pytest.raises(UserError, match=r"has no row for 'train\[6\]'"):
+      attributes.for_split(data, "train", ["train[6]"])
+  assert len(names) == 40 and names == sorted(names) and "Smiling" in names
+  assert rows.shape == (2, 40) and set(np.unique(rows)) <= {0.0, 1.0}
+
+
+def test_the_celeba_experiment_takes_a_step_on_attribute_vectors():
+  config = config_lib.load("experiments/edm_celeba.py:small", {})
+  shape = diffusion.image_shape(config)
+  batch = {"image": jnp.zeros((4, *shape)), "label": jnp.zeros((4,), jnp.int32),
+           "attributes": jnp.ones((4, 40))}
+
+  def step(batch):
+    state = diffusion.init_state(config, jax.random.PRNGKey(0), shape)
+    return diffusion.train_step(config, state, batch)[1]["train/loss"]
+  assert jax.eval_shape(step, batch).shape == ()
