@@ -119,3 +119,20 @@ def test_a_misfit_prior_is_refused_before_anything_is_written(data_dir, autoenco
   with pytest.raises(UserError, match=message):
     train.train_and_evaluate(_config(data_dir, autoencoder, 1, **overrides), str(workdir))
   assert not workdir.exists()
+
+
+# Slow: a second mesh's compile of every program; the fast tier checks 1 against 4 devices
+# through the loop on the GAN and the VAE (tests/test_train.py).
+@pytest.mark.slow
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+def test_one_device_and_four_devices_train_the_prior_alike(runs, data_dir, autoencoder,
+                                                           tmp_path):
+  four = str(tmp_path / "four")
+  train.train_and_evaluate(_config(data_dir, autoencoder, 3, eval_every=3,
+                                   **{"mesh.data": 4}), four)
+  losses = [[r["train/loss"] for r in read_metrics(w) if "train/loss" in r]
+            for w in (runs[1], four)]
+  np.testing.assert_allclose(losses[0], losses[1], rtol=2e-5)
+  evaluated = [[r["eval/bits_per_dim"] for r in read_metrics(w) if "eval/bits_per_dim" in r]
+               for w in (runs[1], four)]
+  np.testing.assert_allclose(evaluated[0], evaluated[1], rtol=2e-5)
