@@ -190,9 +190,10 @@ def make_sample_writer(config, family, workdir):
   """A function (state, step) that writes WORKDIR/samples/step_XXXXXXXX.png, drawn with the
   family's training-time sampling settings (`preview_overrides`).
 
-  Conditional models cycle through the classes: one column per class.
+  Conditional models cycle through the classes (or, without classes, the attributes): one
+  column per class.
   """
-  columns = conditioning.num_classes(config) or None
+  columns = conditioning.num_classes(config) or conditioning.num_attributes(config) or None
   config = families.preview_config(family, config)
   sample = _memoised("preview", config, None, lambda: jax.jit(
       lambda state, rng: family.sample(config, state, rng, config.num_samples)))
