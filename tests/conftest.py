@@ -124,6 +124,22 @@ def feature_network(shared_tmp, data_dir):
   return str(root), params, info["test_accuracy"]
 
 
+@pytest.fixture(scope="session")
+def small_vqvae(shared_tmp, data_dir):
+  """The workdir of a VQ-VAE (vqvae_fashion_mnist.py:small: 16 codes of 4 dimensions) trained
+  3 steps, built once per run: the frozen autoencoder of the latent-diffusion and learned-prior
+  tests, which only read it."""
+  path = shared_tmp / "small_vqvae"
+  with _exclusive(path):
+    if not (path / "done").exists():
+      from jaxgen import train
+      from tests.helpers import small_config
+      train.train_and_evaluate(small_config("experiments/vqvae_fashion_mnist.py", data_dir,
+                                            total_steps=3), str(path / "run"))
+      (path / "done").touch()
+  return str(path / "run")
+
+
 # The heaviest files first, by their cold-cache seconds (JAXGEN_COMPILE_REPORT, 2026-12-02);
 # the others keep their order after them. With `--dist loadfile --no-loadscope-reorder`
 # (the Makefile) the two workers take the longest files first and finish on short ones, so

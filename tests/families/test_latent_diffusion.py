@@ -21,15 +21,6 @@ LDM = "experiments/ldm_fashion_mnist.py"
 TINY = {"model.attention": "()", "sample_every": 3}
 
 
-@pytest.fixture(scope="module")
-def autoencoder(data_dir, tmp_path_factory):
-  """The workdir of a VQ-VAE (vqvae_fashion_mnist.py:small) trained 3 steps."""
-  workdir = str(tmp_path_factory.mktemp("vqvae"))
-  train.train_and_evaluate(small_config("experiments/vqvae_fashion_mnist.py", data_dir,
-                                        total_steps=3), workdir)
-  return workdir
-
-
 def _config(data_dir, source, total, **overrides):
   return small_config(LDM, data_dir, total_steps=total, **{
       "diffusion.autoencoder_from": source, **TINY, **overrides})
@@ -39,23 +30,23 @@ def _grid(workdir):
   return np.asarray(Image.open(os.path.join(workdir, "samples", "step_00000003.png")), int)
 
 
-def test_a_run_carries_its_autoencoder_and_resumes_without_its_source(data_dir, autoencoder,
+def test_a_run_carries_its_autoencoder_and_resumes_without_its_source(data_dir, small_vqvae,
                                                                      tmp_path):
   """Step 0 copies the VQ-VAE's sampling weights and codebook exactly; 2 steps, the source
   deleted, then a resume to 3 equal the uninterrupted 3 steps bit for bit: losses,
   parameters and the decoded sample grid (8-bit pixels of the 28×28 data, not latents)."""
   copy = str(tmp_path / "vqvae_copy")
-  shutil.copytree(autoencoder, copy)
+  shutil.copytree(small_vqvae, copy)
   resumed, uninterrupted = str(tmp_path / "resumed"), str(tmp_path / "uninterrupted")
   train.train_and_evaluate(_config(data_dir, copy, 2), resumed)
   *_, state = inference.restore(resumed)
-  *_, source = inference.restore(autoencoder)
+  *_, source = inference.restore(small_vqvae)
   carried = jax.device_get(state.model_state[latents.KEY])
   jax.tree.map(np.testing.assert_array_equal, carried,
                jax.device_get({"params": sampling_params(source), **source.model_state}))
   shutil.rmtree(copy)
   train.train_and_evaluate(_config(data_dir, copy, 3), resumed)
-  train.train_and_evaluate(_config(data_dir, autoencoder, 3), uninterrupted)
+  train.train_and_evaluate(_config(data_dir, small_vqvae, 3), uninterrupted)
   losses = [[r["train/loss"] for r in read_metrics(w)] for w in (resumed, uninterrupted)]
   assert len(losses[0]) == 3 and losses[0] == losses[1]
   jax.tree.map(np.testing.assert_array_equal, final_params(resumed),
@@ -73,14 +64,14 @@ def test_a_run_carries_its_autoencoder_and_resumes_without_its_source(data_dir, 
     ({"diffusion.autoencoder_from": ""}, "diffusion.autoencoder_from is empty"),
 ])
 def test_a_mismatched_or_missing_autoencoder_is_refused_before_anything_is_written(
-    data_dir, autoencoder, tmp_path, overrides, message):
+    data_dir, small_vqvae, tmp_path, overrides, message):
   workdir = tmp_path / "ldm"
   with pytest.raises(UserError, match=message):
-    train.train_and_evaluate(_config(data_dir, autoencoder, 1, **overrides), str(workdir))
+    train.train_and_evaluate(_config(data_dir, small_vqvae, 1, **overrides), str(workdir))
   assert not workdir.exists()
 
 
-def test_a_run_of_another_family_is_no_autoencoder(data_dir, autoencoder, tmp_path):
+def test_a_run_of_another_family_is_no_autoencoder(data_dir, small_vqvae, tmp_path):
   other = str(tmp_path / "gan")
   train.train_and_evaluate(small_config("experiments/dcgan_fashion_mnist.py", data_dir,
                                         total_steps=1), other)
@@ -88,11 +79,11 @@ def test_a_run_of_another_family_is_no_autoencoder(data_dir, autoencoder, tmp_pa
     train.train_and_evaluate(_config(data_dir, other, 1), str(tmp_path / "ldm"))
 
 
-def test_latents_are_standardised_codes_that_decode_as_the_vqvae_does(data_dir, autoencoder):
+def test_latents_are_standardised_codes_that_decode_as_the_vqvae_does(data_dir, small_vqvae):
   """Decoding an image's latents snaps back to its own codes: the pixels are the VQ-VAE's
   own reconstruction drawn with the same key."""
-  config = _config(data_dir, autoencoder, 1)
-  *_, source = inference.restore(autoencoder)
+  config = _config(data_dir, small_vqvae, 1)
+  *_, source = inference.restore(small_vqvae)
   variables = {"params": sampling_params(source), **source.model_state}
   model_state = {latents.KEY: variables}
   x = jax.random.randint(jax.random.PRNGKey(3), (6, 28, 28, 1), 0, 256) / 127.5 - 1.0

@@ -18,35 +18,26 @@ from tests.helpers import final_params, read_metrics, small_config
 PRIOR = "experiments/vqvae_prior_fashion_mnist.py"
 
 
-@pytest.fixture(scope="module")
-def autoencoder(data_dir, tmp_path_factory):
-  """The workdir of a VQ-VAE (vqvae_fashion_mnist.py:small, 16 codes) trained 3 steps."""
-  workdir = str(tmp_path_factory.mktemp("vqvae"))
-  train.train_and_evaluate(small_config("experiments/vqvae_fashion_mnist.py", data_dir,
-                                        total_steps=3), workdir)
-  return workdir
-
-
 def _config(data_dir, source, total, **overrides):
   return small_config(PRIOR, data_dir, total_steps=total, **{
       "autoregressive.autoencoder_from": source, **overrides})
 
 
 @pytest.fixture(scope="module")
-def runs(data_dir, autoencoder, tmp_path_factory):
+def runs(data_dir, small_vqvae, tmp_path_factory):
   """Three steps uninterrupted, and two then a resume to three."""
   base = tmp_path_factory.mktemp("prior")
   resumed, uninterrupted = str(base / "resumed"), str(base / "uninterrupted")
   for workdir, stops in ((resumed, (2, 3)), (uninterrupted, (3,))):
     for total in stops:
-      train.train_and_evaluate(_config(data_dir, autoencoder, total, eval_every=3), workdir)
+      train.train_and_evaluate(_config(data_dir, small_vqvae, total, eval_every=3), workdir)
   return resumed, uninterrupted
 
 
-def test_a_prior_run_carries_its_vqvae_and_resumes_bit_for_bit(runs, autoencoder):
+def test_a_prior_run_carries_its_vqvae_and_resumes_bit_for_bit(runs, small_vqvae):
   resumed, uninterrupted = runs
   *_, state = inference.restore(resumed)
-  *_, source = inference.restore(autoencoder)
+  *_, source = inference.restore(small_vqvae)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.model_state[latents.KEY]),
                jax.device_get({"params": sampling_params(source), **source.model_state}))
   losses = [[r["train/loss"] for r in read_metrics(w) if "train/loss" in r] for w in runs]
@@ -113,11 +104,11 @@ def test_samples_are_decoded_pixels_and_the_cached_sampler_draws_the_naive_ones(
     ({"model.image_size": "8"}, "the autoencoder's code grid is 7×7; set model.image_size=7"),
     ({"autoregressive.autoencoder_from": ""}, "autoregressive.autoencoder_from is empty"),
 ])
-def test_a_misfit_prior_is_refused_before_anything_is_written(data_dir, autoencoder, tmp_path,
+def test_a_misfit_prior_is_refused_before_anything_is_written(data_dir, small_vqvae, tmp_path,
                                                               overrides, message):
   workdir = tmp_path / "prior"
   with pytest.raises(UserError, match=message):
-    train.train_and_evaluate(_config(data_dir, autoencoder, 1, **overrides), str(workdir))
+    train.train_and_evaluate(_config(data_dir, small_vqvae, 1, **overrides), str(workdir))
   assert not workdir.exists()
 
 
@@ -125,10 +116,10 @@ def test_a_misfit_prior_is_refused_before_anything_is_written(data_dir, autoenco
 # through the loop on the GAN and the VAE (tests/test_train.py).
 @pytest.mark.slow
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
-def test_one_device_and_four_devices_train_the_prior_alike(runs, data_dir, autoencoder,
+def test_one_device_and_four_devices_train_the_prior_alike(runs, data_dir, small_vqvae,
                                                            tmp_path):
   four = str(tmp_path / "four")
-  train.train_and_evaluate(_config(data_dir, autoencoder, 3, eval_every=3,
+  train.train_and_evaluate(_config(data_dir, small_vqvae, 3, eval_every=3,
                                    **{"mesh.data": 4}), four)
   losses = [[r["train/loss"] for r in read_metrics(w) if "train/loss" in r]
             for w in (runs[1], four)]
