@@ -5,7 +5,9 @@ reference split's statistics cached on disk beside that network, keyed by its ch
 Means and covariances stream over batches; KID and precision/recall need the feature
 vectors themselves, so at most `evaluation.max_stored_features` of each side are kept.
 A super-resolution model's "samples" are its upscalings of the degraded split itself, scored
-beside the `superres.upsample` baseline of the same images (`baseline_*`).
+beside the `superres.upsample` baseline of the same images (`baseline_*`). A model
+conditioned on attributes draws sample i with the attributes (and class) of the reference
+split's example i, so its samples follow the data's mix of attributes, not one at a time.
 """
 
 import functools
@@ -18,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import families, files, images as images_lib, sharding, superres
+from jaxgen import conditioning, families, files, images as images_lib, sharding, superres
 from jaxgen.data import input_pipeline
 from jaxgen.evaluators import class_balance, feature_stats, feature_store, features, kid_pr
 
@@ -109,8 +111,8 @@ class SampleQualityEvaluator:
     self.reference = self._reference(real_source, cache)
     self.real_split = f"{real_source.name}/{real_source.split}"
     chunk = config.eval_batch_size
-    self._sample = jax.jit(lambda state, rng: _to_model_range(
-        family.sample(config, state, rng, chunk), config.data.normalize))
+    self._sample = jax.jit(lambda state, rng, cond: _to_model_range(
+        family.sample(config, state, rng, chunk, cond), config.data.normalize))
     self.superres, self.source = superres.options(config), real_source
     if self.superres is not None:
       self._upscale = jax.jit(functools.partial(self._upscaled_pair, config, family))
@@ -179,7 +181,7 @@ class SampleQualityEvaluator:
     start = time.perf_counter()
     with jax.set_mesh(self.mesh):
       for i in range(-(-cfg.num_samples // chunk)):
-        images = self._sample(state, jax.random.fold_in(rng, i))
+        images = self._sample(state, jax.random.fold_in(rng, i), self._conditions(i, chunk))
         mask = (i * chunk + np.arange(chunk) < cfg.num_samples).astype(np.float32)
         streamer.add(self.features_fn(images), mask)  # Sharded like the samples.
         if classes:
@@ -194,6 +196,18 @@ class SampleQualityEvaluator:
     if classes:
       yield from classes.metrics(self.prefix + "classes/")
     yield from self._provenance(fake)
+
+  def _conditions(self, i: int, chunk: int) -> dict | None:
+    """Chunk i's `cond`: the reference examples' attributes and labels (cycling through the
+    split) for a model with attributes; None otherwise (classes cycle in `sample`)."""
+    found = getattr(self.source, "attributes", None)
+    if not conditioning.num_attributes(self.config) or found is None:
+      return None
+    index = (i * chunk + np.arange(chunk)) % len(found)
+    cond = {"attributes": found[index]}
+    if conditioning.num_classes(self.config):
+      cond["label"] = np.asarray(self.source.labels)[index]
+    return cond
 
   def _run_upscaled(self, state, rng):
     with jax.set_mesh(self.mesh):
@@ -217,5 +231,8 @@ class SampleQualityEvaluator:
             (p + "sample_metrics/feature_network", cfg.feature_network),
             (p + "sample_metrics/feature_network_sha256", self.checksum),
             (p + "sample_metrics/pr_k", cfg.pr_k),
+            *(((p + "sample_metrics/conditions",
+                f"attributes and classes of {self.real_split}'s examples, in order"),)
+              if self._conditions(0, 1) is not None else ()),
             *((p + "sample_metrics/" + k, v)
               for k, v in families.sampling_provenance(self.config).items()))

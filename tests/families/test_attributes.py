@@ -207,3 +207,18 @@ def test_the_celeba_experiment_takes_a_step_on_attribute_vectors():
     state = diffusion.init_state(config, jax.random.PRNGKey(0), shape)
     return diffusion.train_step(config, state, batch)[1]["train/loss"]
   assert jax.eval_shape(step, batch).shape == ()
+
+
+def test_sample_metrics_draw_with_the_reference_examples_attributes():
+  """FID of a model with attributes samples the data's mix of attributes: sample i takes
+  the attributes (and class) of reference example i, cycling through the split."""
+  import types
+  from jaxgen.evaluators import sample_quality
+  source = types.SimpleNamespace(attributes=np.eye(2, dtype=np.float32)[[0, 1, 1]],
+                                 labels=np.array([4, 5, 6]))
+  evaluator = types.SimpleNamespace(config=_prompt_config(10, 2), source=source)
+  cond = sample_quality.SampleQualityEvaluator._conditions(evaluator, 1, 2)  # Examples 2, 3.
+  np.testing.assert_array_equal(cond["attributes"], [[0, 1], [1, 0]])
+  np.testing.assert_array_equal(cond["label"], [6, 4])
+  evaluator.config = _prompt_config(10, 0)
+  assert sample_quality.SampleQualityEvaluator._conditions(evaluator, 0, 2) is None
