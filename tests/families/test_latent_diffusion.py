@@ -56,6 +56,22 @@ def test_a_run_carries_its_autoencoder_and_resumes_without_its_source(data_dir, 
   np.testing.assert_array_equal(grid, _grid(uninterrupted))
 
 
+# Slow: a second mesh's compile of every program; the fast tier checks 1 against 4 devices
+# through the loop on the GAN and the VAE (tests/test_train.py).
+@pytest.mark.slow
+@pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (fake) devices")
+def test_one_device_and_four_devices_train_and_sample_alike(data_dir, small_vqvae, tmp_path):
+  """3 steps on 1 device against 3 on 4: the same losses and decoded sample grids (the
+  VQ-VAE's pixel draws included)."""
+  runs = {n: str(tmp_path / str(n)) for n in (1, 4)}
+  for devices, workdir in runs.items():
+    train.train_and_evaluate(_config(data_dir, small_vqvae, 3, **{"mesh.data": devices}),
+                             workdir)
+  losses = [[r["train/loss"] for r in read_metrics(w)] for w in runs.values()]
+  np.testing.assert_allclose(losses[0], losses[1], rtol=2e-4)
+  np.testing.assert_allclose(_grid(runs[1]), _grid(runs[4]), atol=1)
+
+
 @pytest.mark.parametrize("overrides,message", [
     ({"diffusion.autoencoder.code_dim": "8", "model.channels": "8"},
      r"its model differs from diffusion.autoencoder \(code_dim: 4 there, 8 here\)"),
