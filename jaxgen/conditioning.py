@@ -77,12 +77,19 @@ def num_attributes(config) -> int:
 
 def batch_attributes(config, batch: dict):
   """A batch's attributes [b, A] when the model takes them, else None."""
-  if not num_attributes(config):
-    return None
-  if "attributes" not in batch:
-    raise UserError(f"model.num_attributes={num_attributes(config)} but the data carries no "
-                    "attributes: set data.attributes to a CSV of them (jaxgen/data/attributes.py)")
-  return batch["attributes"].astype(jnp.float32)
+  return batch["attributes"].astype(jnp.float32) if num_attributes(config) else None
+
+
+def check_attributes(config, source) -> None:
+  """A UserError unless the model takes exactly the attribute vectors `source` (a loaded
+  split) carries: model.num_attributes = their length, 0 when it has none."""
+  found = getattr(source, "attributes", None)
+  width = 0 if found is None else found.shape[1]
+  if width != num_attributes(config):
+    raise UserError(f"model.num_attributes={num_attributes(config)} but data.attributes="
+                    f"{config.data.get('attributes', '')!r} gives {width} per image: set "
+                    f"model.num_attributes={width}" + (
+                        "" if width else " or pass data.attributes (jaxgen/data/attributes.py)"))
 
 
 def cycling_attributes(config, num: int) -> np.ndarray | None:

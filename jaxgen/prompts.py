@@ -97,6 +97,9 @@ def condition_of(prompt: str, workdir: str, config) -> tuple[int | None, np.ndar
   if not count:
     return label_of(prompt, read_label_names(workdir, config), config), None
   names = read_attribute_names(workdir, config)
+  if not names:
+    raise UserError(f"--prompt {prompt!r}: this run's data.attributes names no attributes "
+                    "(an embedding table); prompts need a CSV table's named attributes")
   if len(names) != count:
     raise UserError(f"--prompt {prompt!r}: the run names {len(names)} attributes but the "
                     f"model has {count}; retrain with its data.attributes table")
@@ -110,7 +113,10 @@ def condition_of(prompt: str, workdir: str, config) -> tuple[int | None, np.ndar
   for part in parts:
     if normalise(part) in by_name:
       vector[by_name[normalise(part)]] = 1.0
-    elif label is None and any(normalise(part) in _spellings(c) for c in classes):
+    elif any(normalise(part) in _spellings(c) for c in classes):
+      if label is not None:
+        raise UserError(f"--prompt {prompt!r}: {part.strip()!r} is a second class name; "
+                        "name at most one class")
       label = label_of(part, classes, config)
     else:
       raise UserError(f"--prompt {prompt!r}: {part.strip()!r} is not an attribute"

@@ -123,6 +123,7 @@ def load_data(config, family, split, stream: bool = False):
   if stream and config.data.name == "prepared":
     source = prepared.open_split(config.data.prepared_dir, split)
     _check_shape(config, source.shape, expected)
+    conditioning.check_attributes(config, source)
     return source
   # A TFDS dataset's shape from its metadata first: a mismatch is found before the whole
   # split is decoded (6.5 s for the bundled data resized to 32×32, more on real data). Not
@@ -131,6 +132,7 @@ def load_data(config, family, split, stream: bool = False):
     _check_shape(config, tuple(datasets.dataset_info(config.data)["shape"]), expected)
   source = datasets.load_split(config.data, split, jax.process_index(), jax.process_count())
   _check_shape(config, tuple(source.images.shape[1:]), expected)
+  conditioning.check_attributes(config, source)
   return source
 
 

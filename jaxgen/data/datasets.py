@@ -73,6 +73,10 @@ def keep_tf_off_accelerators() -> None:
 
 def check_config(data) -> None:
   """Raises UserError for a `data` config value no source or pipeline can honour."""
+  if data.name == "prepared" and data.get("attributes"):
+    raise UserError(f"data.attributes={data.attributes!r} with prepared data: attributes are "
+                    "read with in-memory data only so far; train with data.name set to the "
+                    "dataset or folder itself")
   if data.image_size is not None and (not isinstance(data.image_size, int)
                                       or data.image_size < 1):
     raise UserError(f"data.image_size={data.image_size!r}: expected None or a positive "
@@ -101,10 +105,6 @@ def load_split(data, split: str, process_index: int = 0, process_count: int = 1)
   check_config(data)
   keep_tf_off_accelerators()
   if data.name == "prepared":
-    if data.get("attributes"):
-      raise UserError(f"data.attributes={data.attributes!r} with prepared data: attributes "
-                      "are read with in-memory data only so far; train with data.name set "
-                      "to the dataset or folder itself")
     return _prepared_source(data, split, process_index, process_count)
   # Read before decoding: an unreadable list fails at once, not after the whole split.
   excluded = read_exclusions(data.exclude) if data.get("exclude") else None

@@ -117,9 +117,19 @@ def _modelled(config, state: TrainState, image):
   return image
 
 
-def _network_input(image):
-  """8-bit values -> the networks' [-1, 1]."""
-  return image.astype(jnp.float32) / 127.5 - 1.0
+def _network_input(config, image):
+  """8-bit values (or a prior's codes 0..K−1) -> the networks' [-1, 1]."""
+  top = latents.autoencoder(config).num_codes - 1 if latents.autoencoder(config) else 255
+  return image.astype(jnp.float32) * (2.0 / top) - 1.0
+
+
+def _only_codes(config, out):
+  """The output, a prior's categorical logits [..., 256] past its K codes masked out: the
+  prior never spends probability on, nor draws, a code the VQ-VAE lacks."""
+  if not latents.autoencoder(config):
+    return out
+  exists = jnp.arange(out.shape[-1]) < latents.autoencoder(config).num_codes
+  return jnp.where(exists, out.astype(jnp.float32), -1e9)
 
 
 def _flat_params(config, out):
@@ -131,7 +141,8 @@ def _flat_params(config, out):
 
 def nll_nats(config, params, image, labels=None):
   """Exact −log p(x) per example [b], in nats, from one parallel pass."""
-  out = build_model(config).apply({"params": params}, _network_input(image), labels)
+  out = build_model(config).apply({"params": params}, _network_input(config, image), labels)
+  out = _only_codes(config, out)
   return likelihoods.nll(config.model.likelihood, _flat_params(config, out).astype(jnp.float32),
                          image.astype(jnp.int32))
 
@@ -201,22 +212,22 @@ def preview_overrides(config) -> dict:
 def sample(config, state: TrainState, rng, num: int, cond=None):
   """Images int32 [num, H, W, C] in 0..255, drawn with the row caches (fast); a prior's
   drawn code grids decoded by its VQ-VAE."""
-  return _decoded(config, state, rng,
-                  sample_with_log_probs(config, state, rng, num, cond, cached=True)[0])
+  return _draw_and_decode(config, state, rng, num, cond, cached=True)
 
 
 def sample_naive(config, state: TrainState, rng, num: int, cond=None):
   """The same draws as `sample`, recomputing the whole network for every sub-pixel."""
-  return _decoded(config, state, rng,
-                  sample_with_log_probs(config, state, rng, num, cond, cached=False)[0])
+  return _draw_and_decode(config, state, rng, num, cond, cached=False)
 
 
-def _decoded(config, state: TrainState, rng, drawn):
-  """The drawn images, or a prior's drawn code grids [num, h, w, 1] decoded to pixels."""
+def _draw_and_decode(config, state: TrainState, rng, num, cond, cached: bool):
+  """The drawn images, or a prior's drawn code grids [num, h, w, 1] decoded to pixels (the
+  codes and the pixels from keys of their own: the draws fold in their positions)."""
   if not latents.autoencoder(config):
-    return drawn
-  return latents.pixels(config, state.model_state, drawn[..., 0],
-                        jax.random.fold_in(rng, latents.KEY_STREAM))
+    return sample_with_log_probs(config, state, rng, num, cond, cached)[0]
+  code_rng, pixel_rng = jax.random.split(rng)
+  drawn = sample_with_log_probs(config, state, code_rng, num, cond, cached)[0]
+  return latents.pixels(config, state.model_state, drawn[..., 0], pixel_rng)
 
 
 def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
@@ -239,12 +250,12 @@ def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
   def row_params(image, cache, i):
     """Network output for row i [num, W, ...] given the image so far."""
     if not cached:
-      out = model.apply(variables, _network_input(image), labels)
+      out = _only_codes(config, model.apply(variables, _network_input(config, image), labels))
       return lax.dynamic_index_in_dim(out, i, axis=1, keepdims=False), cache
     x_row = lax.dynamic_slice_in_dim(image, i, 1, axis=1)
-    out, mutated = model.apply({**variables, "cache": cache}, _network_input(x_row), labels,
-                               row=i, mutable=["cache"])
-    return out[:, 0], mutated["cache"]
+    out, mutated = model.apply({**variables, "cache": cache}, _network_input(config, x_row),
+                               labels, row=i, mutable=["cache"])
+    return _only_codes(config, out[:, 0]), mutated["cache"]
 
   def draw(i, t, carry):
     """Draw number t of row i: sub-pixel c of pixel j (or all of pixel j)."""
@@ -278,7 +289,8 @@ def sample_with_log_probs(config, state: TrainState, rng, num: int, cond=None,
   cache = {}
   if cached:  # The caches' shapes, zero-filled: calling row 0 creates them.
     cache = jax.tree.map(jnp.zeros_like, model.apply(
-        variables, _network_input(image[:, :1]), labels, row=0, mutable=["cache"])[1]["cache"])
+        variables, _network_input(config, image[:, :1]), labels, row=0,
+        mutable=["cache"])[1]["cache"])
   image, _, log_prob = lax.fori_loop(0, height, draw_row,
                                      (image, cache, jnp.zeros((num,), jnp.float32)))
   return image, log_prob

@@ -97,10 +97,11 @@ def _check(config, opts) -> None:
       raise UserError(f"diffusion.{name}={value!r}: expected one of {', '.join(allowed)}")
   if not 0.0 <= opts.label_dropout < 1.0:
     raise UserError(f"diffusion.label_dropout={opts.label_dropout}: expected a share in [0, 1)")
-  if conditioning.num_attributes(config) and not config.data.get("attributes"):
-    raise UserError(f"model.num_attributes={conditioning.num_attributes(config)} but "
-                    "data.attributes is empty: pass the CSV of per-image attributes "
-                    "(jaxgen/data/attributes.py), or set model.num_attributes=0")
+  if conditioning.num_attributes(config) and (config.get("superres") or
+                                              latents.autoencoder(config)):
+    raise UserError(f"model.num_attributes={conditioning.num_attributes(config)} with "
+                    "super-resolution or latent diffusion: attributes condition pixel-space "
+                    "generation only so far; set model.num_attributes=0")
   if config.data.normalize != "symmetric":
     raise UserError(f"data.normalize={config.data.normalize!r}: the diffusion family models "
                     "images in [-1, 1]; set data.normalize='symmetric'")
@@ -315,7 +316,7 @@ def provenance(config) -> dict:
 def _latent_provenance(config) -> dict:
   if not latents.autoencoder(config):
     return {}
-  return {"latent/autoencoder": f"vqvae from {options(config).autoencoder_from}",
+  return {"latent/autoencoder": f"vqvae from {latents.source(config)}",
           "latent/shape": "×".join(map(str, latents.latent_shape(config))),
           "latent/loss": "on the standardised code grid z_q, not on pixels"}
 

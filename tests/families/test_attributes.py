@@ -94,7 +94,7 @@ def test_a_prompt_names_attributes_and_at_most_one_class(tmp_path):
   for prompt, config, fragment in (
       ("Smiling,Hat", _prompt_config(0, 2), "'Hat' is not an attribute name; the vocabulary: "
                                             "'Smiling', 'Eye-glasses'"),
-      ("Top,Ankle boot", _prompt_config(2, 2), "'Ankle boot' is not an attribute or class"),
+      ("Top,Ankle boot", _prompt_config(2, 2), "'Ankle boot' is a second class name"),
       (" , ", _prompt_config(0, 2), "names nothing"),
       ("Smiling", _prompt_config(0, 3), "names 2 attributes but the model has 3")):
     with pytest.raises(UserError, match=fragment) as error:
@@ -174,10 +174,16 @@ def test_sample_by_prompt_and_its_errors(run, tmp_path, monkeypatch):
   assert not np.array_equal(draw([1.0, 1.0]), draw([0.0, 1.0]))
 
 
-def test_attributes_without_a_table_are_refused(data_dir, tmp_path):
-  with pytest.raises(UserError, match="model.num_attributes=2 but data.attributes is empty"):
+def test_attributes_without_a_table_or_of_another_width_are_refused(data_dir, table, tmp_path):
+  with pytest.raises(UserError, match="model.num_attributes=2 but data.attributes='' gives 0 "
+                                     "per image: set model.num_attributes=0 or pass"):
     train.train_and_evaluate(small_config(EDM, data_dir, **TINY, total_steps=1),
                              str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+  with pytest.raises(UserError, match="model.num_attributes=3 but data.attributes=.* gives 2 "
+                                     "per image: set model.num_attributes=2"):
+    train.train_and_evaluate(_config(data_dir, table, total_steps=1,
+                                     **{"model.num_attributes": 3}), str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 

@@ -104,7 +104,7 @@ def test_nll_is_exact_against_summing_the_conditionals_by_hand():
     i, j = t // 3, t % 3
     hidden = (jnp.arange(9) >= t).reshape(1, 3, 3, 1)  # Pixels t, t + 1, … in raster order.
     visible = jnp.where(hidden, 0, image)
-    logits = model.apply({"params": params}, ar._network_input(visible))[:, i, j, 0]
+    logits = model.apply({"params": params}, ar._network_input(config, visible))[:, i, j, 0]
     return jax.nn.log_softmax(logits)
 
   total = np.zeros(2)

@@ -57,8 +57,8 @@ def test_the_bound_is_the_reconstruction_plus_the_prior(runs):
   np.testing.assert_allclose(m["uniform_prior_nll_nats"],
                              m["reconstruction_nats"] + 49 * math.log(16), rtol=1e-6)
   np.testing.assert_allclose(m["bits_per_dim"], m["nll_nats"] / (784 * math.log(2)), rtol=1e-6)
-  # An untrained prior spreads over 256 outputs, more than the 16 codes' uniform prior.
-  assert np.all(m["prior_nats"] > 49 * math.log(16))
+  # Three steps from initialisation: near the 16 codes' uniform prior (only they have mass).
+  np.testing.assert_allclose(m["prior_nats"], 49 * math.log(16), rtol=0.25)
   assert 3.0 < evaluated["eval/bits_per_dim"] < 12.0, evaluated
 
 
@@ -81,11 +81,9 @@ def test_overfitting_codes_takes_the_prior_below_the_uniform_one(runs, data_dir)
 
   params = state.params
   opt_state = optimizer.init(params)
-  before = float(loss(params))
   for _ in range(60):
     params, opt_state = step(params, opt_state)
-  after = float(loss(params))
-  assert after < 49 * math.log(16) < before, (before, after)
+  assert float(loss(params)) < 0.8 * 49 * math.log(16), float(loss(params))
 
 
 def test_samples_are_decoded_pixels_and_the_cached_sampler_draws_the_naive_ones(runs):
@@ -94,9 +92,13 @@ def test_samples_are_decoded_pixels_and_the_cached_sampler_draws_the_naive_ones(
   with jax.set_mesh(mesh):
     cached = jax.jit(lambda s: autoregressive.sample(config, s, rng, 4))(state)
     naive = jax.jit(lambda s: autoregressive.sample_naive(config, s, rng, 4))(state)
+    # The codes behind them: only the VQ-VAE's 16, though the network has 256 outputs.
+    codes = jax.jit(lambda s: autoregressive.sample_with_log_probs(
+        config, s, rng, 64)[0])(state)
   assert cached.shape == (4, 28, 28, 1) and cached.dtype == jnp.int32
   assert 0 <= int(cached.min()) and int(cached.max()) <= 255
   np.testing.assert_array_equal(cached, naive)
+  assert codes.shape == (64, 7, 7, 1) and int(codes.max()) < 16 and len(np.unique(codes)) > 8
 
 
 @pytest.mark.parametrize("overrides,message", [
