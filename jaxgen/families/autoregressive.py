@@ -120,7 +120,7 @@ def _modelled(config, state: TrainState, image):
 def _network_input(config, image):
   """8-bit values (or a prior's codes 0..K−1) -> the networks' [-1, 1]."""
   top = latents.autoencoder(config).num_codes - 1 if latents.autoencoder(config) else 255
-  return image.astype(jnp.float32) * (2.0 / top) - 1.0
+  return image.astype(jnp.float32) / (top / 2.0) - 1.0  # 8-bit: k/127.5 − 1, as it always was.
 
 
 def _only_codes(config, out):
