@@ -153,6 +153,14 @@ def decode(config, model_state, latents, rng):
   return pixels(config, model_state, nearest, rng).astype(jnp.float32) / 127.5 - 1.0
 
 
+def provenance(config, prefix: str) -> dict:
+  """What an evaluation records of the autoencoder, under `prefix`/."""
+  h, w, dim = latent_shape(config)
+  return {f"{prefix}/autoencoder": f"vqvae from {source(config)}",
+          f"{prefix}/codes": f"{h}×{w} of {autoencoder(config).num_codes} codes of {dim} "
+                             "dimensions"}
+
+
 def check_source(config, source_config, source: str) -> None:
   """UserError unless `source_config` (config.<family>.autoencoder_from's run) trained the
   autoencoder this config names: a vae-family run of the same model config."""

@@ -190,8 +190,7 @@ def provenance(config) -> dict:
   if latents.autoencoder(config):
     return {"likelihood": f"categorical over the VQ-VAE's {latents.autoencoder(config).num_codes}"
                           " codes (the prior); the VQ-VAE's own pixel likelihood",
-            "prior/autoencoder": f"vqvae from {latents.source(config)}",
-            "prior/codes": "×".join(map(str, latents.latent_shape(config)[:2])),
+            **latents.provenance(config, "prior"),
             "nll_units": "nats per image; bits/dim = nats / (H·W·C · ln 2) over pixels",
             "bounds": "a bound: −log p(x | z(x)) − log p_prior(z(x)), z(x) the encoder's "
                       "codes (the VQ-VAE's ELBO with this prior); uniform_prior_*: with the "

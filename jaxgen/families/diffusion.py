@@ -310,15 +310,10 @@ def provenance(config) -> dict:
           "nfe": samplers.num_evaluations(sampling.sampler, sampling.steps),
           "parameters": ("raw" if sampling.weights == "raw"
                          else train_state.parameters_provenance(config)),
-          **_superres_provenance(config), **_latent_provenance(config)}
-
-
-def _latent_provenance(config) -> dict:
-  if not latents.autoencoder(config):
-    return {}
-  return {"latent/autoencoder": f"vqvae from {latents.source(config)}",
-          "latent/shape": "×".join(map(str, latents.latent_shape(config))),
-          "latent/loss": "on the standardised code grid z_q, not on pixels"}
+          **_superres_provenance(config),
+          **({**latents.provenance(config, "latent"),
+              "latent/loss": "on the standardised code grid z_q, not on pixels"}
+             if latents.autoencoder(config) else {})}
 
 
 def _superres_provenance(config) -> dict:
