@@ -7,7 +7,8 @@ Run (full Fashion-MNIST):
   jaxgen sample --workdir runs/vqvae --reconstruct --num 32 --out recon.png
 Its NLL bound takes the uniform prior over codes (models/vqvae.py): reconstruction + 49·ln 256
 nats, with IWAE-k equal to it. Reconstructions are where a VQ-VAE shines; samples from the
-uniform prior are noise-like patchworks until a learned prior over the codes is added.
+uniform prior are noise-like patchworks: experiments/vqvae_prior_fashion_mnist.py trains the
+learned prior over this run's codes that makes them garments.
 train/perplexity and train/codes_used watch the codebook's usage.
 Variants: `:demo` on the bundled subset in a few CPU minutes; `:small` a smoke run (tests).
 """

@@ -90,7 +90,8 @@ class VQVAE(nn.Module):
   uniform over the K codes, so the KL is log K per code position, a constant; the ELBO is
   the reconstruction plus (H/4)(W/4)·log K nats, and IWAE-k equals it for every k. Samples
   drawn from that uniform prior are what this bound describes; a learned prior over the
-  code grid (a PixelCNN) is what makes VQ-VAE samples good, and is not part of this model.
+  code grid (a PixelCNN) is what makes VQ-VAE samples good; it is a separate run of the
+  autoregressive family (experiments/vqvae_prior_fashion_mnist.py).
 
   Attributes:
     likelihood, num_mixtures: the pixel likelihood, as `vae.ConvVAE`'s; they set P.
