@@ -92,11 +92,22 @@ def check_attributes(config, source) -> None:
                         "" if width else " or pass data.attributes (jaxgen/data/attributes.py)"))
 
 
+def named_attributes(config) -> int:
+  """num_attributes when they are named attributes; 0 for an embedding table (an .npz),
+  whose basis vectors mean nothing."""
+  return 0 if str(config.data.get("attributes", "")).endswith(".npz") else num_attributes(config)
+
+
 def cycling_attributes(config, num: int) -> np.ndarray | None:
   """float32 [num, A]: example i has attribute i mod A alone, so a grid with A columns shows
-  one attribute per column; None for a model without attributes."""
+  one attribute per column; NaN rows (the null condition: unconditional draws) for an
+  embedding table; None for a model without attributes."""
   count = num_attributes(config)
-  return None if not count else np.eye(count, dtype=np.float32)[np.arange(num) % count]
+  if not count:
+    return None
+  if not named_attributes(config):
+    return np.full((num, count), np.nan, np.float32)
+  return np.eye(count, dtype=np.float32)[np.arange(num) % count]
 
 
 def sampling_attributes(config, cond: dict | None, num: int):

@@ -102,6 +102,16 @@ def test_a_prompt_names_attributes_and_at_most_one_class(tmp_path):
     assert "\n" not in str(error.value)
 
 
+def test_unprompted_samples_show_one_attribute_each_or_none_for_embeddings():
+  named = _prompt_config(0, 3)
+  np.testing.assert_array_equal(conditioning.cycling_attributes(named, 4),
+                                [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+  embedded = _prompt_config(0, 3)
+  embedded.data.attributes = "text_embeddings.npz"
+  assert np.isnan(conditioning.cycling_attributes(embedded, 4)).all()
+  assert conditioning.named_attributes(embedded) == 0 and conditioning.named_attributes(named) == 3
+
+
 def test_dropping_makes_labels_and_attributes_null_together():
   config = _prompt_config(10, 3)
   labels, vectors = jnp.zeros((4000,), jnp.int32), jnp.ones((4000, 3))
