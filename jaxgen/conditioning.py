@@ -98,6 +98,12 @@ def named_attributes(config) -> int:
   return 0 if str(config.data.get("attributes", "")).endswith(".npz") else num_attributes(config)
 
 
+def grid_columns(config) -> int | None:
+  """Columns of a grid of unprompted samples: one per class (or, without classes, per named
+  attribute) as they cycle; None to let the grid choose."""
+  return num_classes(config) or named_attributes(config) or None
+
+
 def cycling_attributes(config, num: int) -> np.ndarray | None:
   """float32 [num, A]: example i has attribute i mod A alone, so a grid with A columns shows
   one attribute per column; NaN rows (the null condition: unconditional draws) for an

@@ -276,8 +276,9 @@ def base_config() -> ml_collections.ConfigDict:
           # A file of record names to leave out (the exclusion list `jaxgen audit-data`
           # writes); prepared data applies one at preparation (prepare-data --exclude).
           exclude="",
-          # A CSV of per-image binary attributes (image,NAME_1,...), so each example carries
-          # a multi-hot 'attributes' vector (jaxgen/data/attributes.py); "" for none.
+          # Per-image vectors a model conditions on (jaxgen/data/attributes.py): a CSV of
+          # binary attributes (image,NAME_1,...), an .npz of embeddings, or 'tfds' for the
+          # dataset's own attributes (CelebA's); "" for none.
           attributes="",
           train_split="train", eval_split="test", image_size=None, crop="center",
           channels=None, normalize="symmetric", dequantize=False, shuffle=True, prefetch=2,

@@ -205,7 +205,7 @@ def run(argv: list[str]) -> int:
       samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed,
                                        args.label, attributes)
       columns = (None if args.label is not None or attributes is not None else
-                 conditioning.num_classes(config) or conditioning.named_attributes(config))
+                 conditioning.grid_columns(config))
     inference.write_samples(args.out, samples, columns or None)
     knobs = ", ".join(f"{k}={v}" for k, v in sorted(config.sampling.items()))
     print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}"

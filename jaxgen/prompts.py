@@ -84,8 +84,7 @@ def label_of(prompt: str, names: list[str], config) -> int:
   found = [i for i, name in enumerate(names) if wanted and wanted in _spellings(name)]
   if len(found) != 1:
     why = "matches several classes" if found else "is not a class name"
-    raise UserError(f"--prompt {prompt!r} {why}; the vocabulary: "
-                    + ", ".join(repr(name) for name in names))
+    raise UserError(f"--prompt {prompt!r} {why}; the vocabulary: {_vocabulary(names)}")
   return found[0]
 
 
@@ -109,7 +108,7 @@ def condition_of(prompt: str, workdir: str, config) -> tuple[int | None, np.ndar
   parts = [p for p in prompt.split(",") if normalise(p)]
   if not parts:
     raise UserError(f"--prompt {prompt!r} names nothing; the vocabulary: "
-                    + ", ".join(repr(name) for name in [*names, *classes]))
+                    f"{_vocabulary([*names, *classes])}")
   for part in parts:
     if normalise(part) in by_name:
       vector[by_name[normalise(part)]] = 1.0
@@ -121,5 +120,10 @@ def condition_of(prompt: str, workdir: str, config) -> tuple[int | None, np.ndar
     else:
       raise UserError(f"--prompt {prompt!r}: {part.strip()!r} is not an attribute"
                       + (" or class" if classes else "") + " name; the vocabulary: "
-                      + ", ".join(repr(name) for name in [*names, *classes]))
+                      + _vocabulary([*names, *classes]))
   return label, vector
+
+
+def _vocabulary(names: list[str]) -> str:
+  """The names a prompt may use, as an error message lists them."""
+  return ", ".join(repr(name) for name in names)

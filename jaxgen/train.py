@@ -195,7 +195,7 @@ def make_sample_writer(config, family, workdir):
   Conditional models cycle through the classes (or, without classes, the attributes): one
   column per class.
   """
-  columns = conditioning.num_classes(config) or conditioning.named_attributes(config) or None
+  columns = conditioning.grid_columns(config)
   config = families.preview_config(family, config)
   sample = _memoised("preview", config, None, lambda: jax.jit(
       lambda state, rng: family.sample(config, state, rng, config.num_samples)))

@@ -155,7 +155,6 @@ def train_loss(config, state: TrainState, params, batch, rng):
 
 
 def train_step(config, state: TrainState, batch):
-  image = _modelled(config, state, batch["image"])
   (loss, _), grads = accumulate.value_and_grad(
       functools.partial(train_loss, config, state), accumulate.steps(config), state.params,
       batch, state.step_rng(), accumulate.unrolled(config))
@@ -163,7 +162,7 @@ def train_step(config, state: TrainState, batch):
   # A prior's loss is per code grid: its bits are per code, not per pixel.
   name = "prior_bits_per_code" if latents.autoencoder(config) else "bits_per_dim"
   metrics = {"train/loss": loss,
-             f"train/{name}": likelihoods.bits_per_dim(loss, image.shape[1:])}
+             f"train/{name}": likelihoods.bits_per_dim(loss, families.model_image_shape(config))}
   return state, {**metrics, **{f"train/{k}": v for k, v in update.items()}}
 
 
