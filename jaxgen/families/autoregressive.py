@@ -1,5 +1,5 @@
-"""Autoregressive models (PixelCNN, Gated PixelCNN, PixelCNN++-style output, Row LSTM):
-exact likelihoods, and sampling one sub-pixel at a time.
+"""Autoregressive models (PixelCNN, Gated PixelCNN, Row LSTM, PixelCNN++'s U-Net and its
+output): exact likelihoods, and sampling one sub-pixel at a time.
 
 Data: 8-bit integers (data.normalize='integer', no dequantisation); the network reads them
 as k/127.5 − 1. config.model.likelihood picks the output (`jaxgen.models.likelihoods`):
@@ -66,7 +66,7 @@ def build_model(config):
   cls = models.get(name)
   if not hasattr(cls, "output_mode"):
     raise UserError(f"model.name={name!r} is not autoregressive: the autoregressive family "
-                    "takes pixelcnn, gated_pixelcnn or row_lstm")
+                    "takes pixelcnn, gated_pixelcnn, pixelcnnpp_unet or row_lstm")
   if latents.autoencoder(config):
     _check_prior(config, likelihood)
   num_params = (256 if likelihood == "categorical" else
@@ -139,19 +139,21 @@ def _flat_params(config, out):
   return out
 
 
-def nll_nats(config, params, image, labels=None):
-  """Exact −log p(x) per example [b], in nats, from one parallel pass."""
-  out = build_model(config).apply({"params": params}, _network_input(config, image), labels)
+def nll_nats(config, params, image, labels=None, rng=None):
+  """Exact −log p(x) per example [b], in nats, from one parallel pass; `rng` (training
+  only) turns on the networks' dropout, where they have any."""
+  out = build_model(config).apply({"params": params}, _network_input(config, image), labels,
+                                  rngs=None if rng is None else {"dropout": rng})
   out = _only_codes(config, out)
   return likelihoods.nll(config.model.likelihood, _flat_params(config, out).astype(jnp.float32),
                          image.astype(jnp.int32))
 
 
 def train_loss(config, state: TrainState, params, batch, rng):
-  """(The batch's mean NLL in nats, {}): the loss `train_step` differentiates."""
-  del rng  # Exact likelihood: nothing is drawn.
+  """(The batch's mean NLL in nats, {}): the loss `train_step` differentiates; rng feeds
+  dropout only (the likelihood is exact: nothing else is drawn)."""
   return jnp.mean(nll_nats(config, params, _modelled(config, state, batch["image"]),
-                           conditioning.batch_labels(config, batch))), {}
+                           conditioning.batch_labels(config, batch), rng)), {}
 
 
 def train_step(config, state: TrainState, batch):

@@ -114,8 +114,8 @@ def param_count(name: str, **kwargs) -> int:
 
 # Each registers its models with `register` when imported. Imported on first lookup, not
 # here: they import this package for the decorator, and an import here would be a cycle.
-_MODULES = ("dcgan", "hvae", "pixelcnn", "resnet_gan", "rowlstm", "srresnet", "unet", "vae",
-            "vqvae")
+_MODULES = ("dcgan", "hvae", "pixelcnn", "pixelcnnpp", "resnet_gan", "rowlstm", "srresnet", "unet",
+            "vae", "vqvae")
 
 
 def _load_all() -> None:

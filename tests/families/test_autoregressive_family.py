@@ -14,7 +14,7 @@ from jaxgen.errors import UserError
 from jaxgen.families import autoregressive as ar
 from tests import helpers
 
-EXPERIMENTS = ["pixelcnn", "gated_pixelcnn", "pixelcnnpp", "rowlstm"]
+EXPERIMENTS = ["pixelcnn", "gated_pixelcnn", "pixelcnnpp", "pixelcnnpp_unet", "rowlstm"]
 
 
 def _config(name, overrides=None):
@@ -57,19 +57,23 @@ def test_one_step_per_experiment_config_and_untrained_bits_near_eight(name):
 # Each network once in the fast tier; the grey cases of networks tested in RGB are slow.
 CASES = [pytest.param("pixelcnn", 1, marks=pytest.mark.slow), ("pixelcnn", 3),
          ("gated_pixelcnn", 1), pytest.param("pixelcnnpp", 1, marks=pytest.mark.slow),
-         ("pixelcnnpp", 3), ("rowlstm", 3)]
+         ("pixelcnnpp", 3), ("rowlstm", 3), ("pixelcnnpp_unet", 3),
+         pytest.param("pixelcnnpp_unet", 1, marks=pytest.mark.slow)]
+# PixelCNN++'s U-Net halves its images twice (4, 2, 1): its side must divide by 4.
+_SIDE = {"pixelcnnpp_unet": 4}
 
 
 @pytest.mark.parametrize("name,channels", CASES)
 def test_cached_sampling_draws_exactly_what_naive_sampling_draws(name, channels):
-  config = _tiny(name, channels, height=5, num_classes=0)
+  side = _SIDE.get(name, 5)
+  config = _tiny(name, channels, height=side, num_classes=0)
   state = _state(config)
   rng = jax.random.PRNGKey(3)
   run = jax.jit(lambda s, cached: ar.sample_with_log_probs(config, s, rng, 3, cached=cached),
                 static_argnums=1)
   cached, cached_log_prob = run(state, True)
   naive, naive_log_prob = run(state, False)
-  assert cached.shape == (3, 5, 5, channels) and cached.dtype == jnp.int32
+  assert cached.shape == (3, side, side, channels) and cached.dtype == jnp.int32
   np.testing.assert_array_equal(cached, naive)
   np.testing.assert_allclose(cached_log_prob, naive_log_prob, rtol=1e-5)
   # The sampler's per-step log-probabilities sum to the parallel (training) pass's log p(x).
@@ -77,6 +81,15 @@ def test_cached_sampling_draws_exactly_what_naive_sampling_draws(name, channels)
   np.testing.assert_allclose(cached_log_prob, parallel, rtol=1e-5)
   # Untrained models spread their mass: the draws are not all one value.
   assert len(np.unique(np.asarray(cached))) > 10
+
+
+def test_dropout_acts_in_training_only():
+  config = _tiny("pixelcnnpp_unet", 1, height=4, dropout=0.5)
+  state, batch = _state(config), _batch(config)
+  loss = jax.jit(lambda rng: ar.train_loss(config, state, state.params, batch, rng)[0])
+  nll = jax.jit(lambda: ar.nll_nats(config, state.params, batch["image"]))
+  assert float(loss(jax.random.PRNGKey(0))) != float(loss(jax.random.PRNGKey(1)))
+  np.testing.assert_array_equal(nll(), nll())  # Evaluation and sampling: no rng, no dropout.
 
 
 def test_conditional_samples_follow_their_labels_and_cycle_by_default():

@@ -2,7 +2,8 @@
 
 Causality is read off the Jacobian of every output with respect to every input pixel of
 tiny random-weight models: masked taps are exact zeros, so a forbidden dependence must be
-exactly 0, not merely small. Images are 5x6 (not square, so a height/width mix-up shows).
+exactly 0, not merely small. Images are 5x6 (not square, so a height/width mix-up shows);
+PixelCNN++'s U-Net halves them twice, so its are 8x4.
 """
 
 import functools
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxgen.errors import UserError
-from jaxgen.models import pixelcnn, rowlstm
+from jaxgen.models import pixelcnn, pixelcnnpp, rowlstm
 
 H, W = 5, 6
 NUM_PARAMS = 2
@@ -28,10 +29,21 @@ MODELS = {
                                         head_features=12),
     "row_lstm": functools.partial(rowlstm.RowLSTM, features=12, num_layers=2,
                                   first_kernel_size=3, head_features=12),
+    # Three resolutions (8x4, 4x2, 2x1), one block each way: every path of the paper's
+    # network, the strided and transposed shifted convolutions' both row parities included.
+    "pixelcnnpp_unet": functools.partial(pixelcnnpp.PixelCNNPPUNet, features=6, num_resnet=1,
+                                         levels=3),
 }
-# Grey images are the one-group case: 'subpixel' and 'pixel' masks coincide there.
+SIZES = {"pixelcnnpp_unet": (8, 4)}
+# Grey images are the one-group case: 'subpixel' and 'pixel' masks coincide there. The U-Net
+# predicts whole pixels: 'subpixel' only for grey.
 CASES = [(name, mode, channels) for name in MODELS
-         for mode, channels in (("subpixel", 3), ("pixel", 3), ("subpixel", 1))]
+         for mode, channels in (("subpixel", 3), ("pixel", 3), ("subpixel", 1))
+         if name != "pixelcnnpp_unet" or (mode, channels) != ("subpixel", 3)]
+
+
+def _size(name):
+  return SIZES.get(name, (H, W))
 
 
 def _model(name, channels, mode="subpixel", **kwargs):
@@ -63,7 +75,8 @@ def _dependence(name, mode, channels=3):
   C' is the image's channels in 'subpixel' mode and 1 (the whole pixel) in 'pixel' mode.
   """
   model = _model(name, channels, mode)
-  images = np.random.default_rng(1).uniform(-1, 1, (8, H, W, channels)).astype(np.float32)
+  images = np.random.default_rng(1).uniform(-1, 1, (8, *_size(name), channels))
+  images = images.astype(np.float32)
 
   @jax.jit
   def dependence(params, images):
@@ -71,15 +84,16 @@ def _dependence(name, mode, channels=3):
       y = model.apply(params, image[None])[0]
       return y if mode == "subpixel" else y[:, :, None]
 
-    jacobians = jax.vmap(jax.jacfwd(output))(images)  # [8, H, W, C', P, H, W, C]
+    # Reverse mode: the U-Net's strided convolutions have custom VJPs (models/layers.py).
+    jacobians = jax.vmap(jax.jacrev(output))(images)  # [8, H, W, C', P, H, W, C]
     return jnp.abs(jacobians).sum(axis=(0, 4))
 
   return np.asarray(dependence(_random_params(model, images[:1]), images))
 
 
-def _allowed(mode, channels=3):
+def _allowed(mode, channels=3, size=(H, W)):
   """What output (i, j, c') may depend on: [H, W, C', H, W, C] booleans."""
-  order = np.arange(H * W).reshape(H, W)
+  order = np.arange(size[0] * size[1]).reshape(size)
   earlier = order[:, :, None, None] > order[None, None]
   same = order[:, :, None, None] == order[None, None]
   c = np.arange(channels)
@@ -97,7 +111,7 @@ def _seen_pixels(dependence, i, j):
 @pytest.mark.parametrize("name,mode,channels", CASES)
 def test_no_output_depends_on_the_present_or_future(name, mode, channels):
   dependence = _dependence(name, mode, channels)
-  allowed = _allowed(mode, channels)
+  allowed = _allowed(mode, channels, _size(name))
   np.testing.assert_array_equal(dependence[~allowed], 0)
   # Not vacuous: every output sees its left neighbour, and G sees R, B sees R and G inside
   # the pixel.
@@ -112,6 +126,34 @@ def test_no_output_depends_on_the_present_or_future(name, mode, channels):
 def test_gated_pixelcnn_sees_every_earlier_pixel(mode):
   # Its reach covers the image, so with no blind spot the allowed set is seen exactly.
   np.testing.assert_array_equal(_dependence("gated_pixelcnn", mode) > 0, _allowed(mode))
+
+
+@pytest.mark.parametrize("mode,channels", [("pixel", 3), ("subpixel", 1)])
+def test_pixelcnnpp_unet_sees_every_earlier_pixel(mode, channels):
+  # Its coarse levels reach the whole 8x4 image: no blind spot, the allowed set exactly.
+  np.testing.assert_array_equal(_dependence("pixelcnnpp_unet", mode, channels) > 0,
+                                _allowed(mode, channels, _size("pixelcnnpp_unet")))
+
+
+def test_pixelcnnpp_unet_drops_out_only_when_given_a_dropout_rng():
+  model = _model("pixelcnnpp_unet", 1, "pixel", dropout=0.5)
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (2, 8, 4, 1)), jnp.float32)
+  params = _random_params(model, x)
+  plain = jax.jit(lambda: model.apply(params, x))
+  dropped = jax.jit(lambda key: model.apply(params, x, rngs={"dropout": key}))
+  np.testing.assert_array_equal(plain(), plain())
+  a, b = dropped(jax.random.PRNGKey(0)), dropped(jax.random.PRNGKey(1))
+  assert np.abs(a - plain()).max() > 1e-4 and np.abs(a - b).max() > 1e-4
+
+
+@pytest.mark.parametrize("kwargs,shape,match", [
+    (dict(output_mode="subpixel"), (1, 8, 4, 3), "3 channels.*logistic_mixture"),
+    (dict(), (1, 6, 4, 3), r"levels=3.*6×4 must divide by 4"),
+])
+def test_pixelcnnpp_unet_bad_inputs_are_user_errors(kwargs, shape, match):
+  model = _model("pixelcnnpp_unet", 3, **{"mode": "pixel", **kwargs})
+  with pytest.raises(UserError, match=match):
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape)))
 
 
 def test_pixelcnn_has_a_blind_spot():
@@ -135,20 +177,20 @@ def test_row_lstm_has_a_triangular_receptive_field():
         assert seen[i - m, right] and not seen[i - m, right + 1:].any(), (i, j, m)
 
 
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("mode,shape", [("subpixel", (2, H, W, 3, NUM_PARAMS)),
-                                        ("pixel", (2, H, W, NUM_PARAMS))])
-def test_output_layout(name, mode, shape):
-  model = _model(name, 3, mode)
-  x = jnp.zeros((2, H, W, 3))
-  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), x)[0])
-  assert out.shape == shape and out.dtype == jnp.float32
+@pytest.mark.parametrize("name,mode,channels", CASES)
+def test_output_layout(name, mode, channels):
+  size = _size(name)
+  x = jnp.zeros((2, *size, channels))
+  out = jax.eval_shape(lambda: _model(name, channels, mode).init_with_output(
+      jax.random.PRNGKey(0), x)[0])
+  expected = (2, *size, channels, NUM_PARAMS) if mode == "subpixel" else (2, *size, NUM_PARAMS)
+  assert out.shape == expected and out.dtype == jnp.float32
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_labels_change_the_output_and_calls_repeat_exactly(name):
   model = _model(name, 1, num_classes=3)
-  image = np.random.default_rng(1).uniform(-1, 1, (1, H, W, 1)).astype(np.float32)
+  image = np.random.default_rng(1).uniform(-1, 1, (1, *_size(name), 1)).astype(np.float32)
   x = jnp.asarray(np.concatenate([image, image]))
   labels = jnp.array([0, 1])
   params = _random_params(model, x, labels)
@@ -160,7 +202,7 @@ def test_labels_change_the_output_and_calls_repeat_exactly(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_labels_are_required_exactly_when_conditional(name):
-  x = jnp.zeros((2, H, W, 1))
+  x = jnp.zeros((2, *_size(name), 1))
   with pytest.raises(UserError, match="num_classes=3.*needs labels"):
     jax.eval_shape(lambda: _model(name, 1, num_classes=3).init(jax.random.PRNGKey(0), x))
   with pytest.raises(UserError, match="num_classes=0.*got labels"):
@@ -202,13 +244,16 @@ def test_row_mode_reproduces_the_full_network_row_by_row(name, mode, channels):
   first time with a stale copy): every row's output equals the full network's row."""
   model = _model(name, channels, mode, num_classes=3)
   labels = jnp.array([0, 2])
-  params = _random_params(model, np.zeros((2, H, W, channels), np.float32), labels)["params"]
+  height, width = _size(name)
+  params = _random_params(model, np.zeros((2, height, width, channels), np.float32),
+                          labels)["params"]
 
   # One program for the set-up (eager, each apply op compiles on its own), and numpy for the
   # slicing and comparisons below (eager jax slices compile once per row index).
   @jax.jit
   def setup():
-    x = jax.random.uniform(jax.random.PRNGKey(0), (2, H, W, channels), minval=-1, maxval=1)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, height, width, channels), minval=-1,
+                           maxval=1)
     full = model.apply({"params": params}, x, labels)
     _, cache = model.apply({"params": params}, x[:, :1], labels, row=0, mutable=["cache"])
     return x, full, jax.tree.map(jnp.zeros_like, cache["cache"])
@@ -217,7 +262,7 @@ def test_row_mode_reproduces_the_full_network_row_by_row(name, mode, channels):
   x, full = np.asarray(x), np.asarray(full)
   row_call = jax.jit(lambda c, x_row, i: model.apply({"params": params, "cache": c}, x_row,
                                                       labels, row=i, mutable=["cache"]))
-  for i in range(H):
+  for i in range(height):
     _, stale = row_call(cache, -x[:, i:i + 1], i)  # Overwritten by the call below.
     out, mutated = row_call(stale["cache"], x[:, i:i + 1], i)
     cache = mutated["cache"]

@@ -32,6 +32,11 @@ GOLDEN_PARAM_COUNTS = {
     "pixelcnn": (dict(channels=1), 479_744),
     "gated_pixelcnn": (dict(channels=1), 1_104_320),
     "row_lstm": (dict(channels=1), 729_344),
+    # The paper's CIFAR-10 widths (160, 5 blocks; the model's defaults), 10 logistics (30):
+    # first convs 4,000; up-pass blocks 15 × (u 922,080 + ul 666,240); down-pass blocks 17 ×
+    # (u 973,440 + ul 717,440), whose shortcut 1x1s read u's (and u's and ul's) concat-ELU;
+    # strided and transposed convs 2 × 2 × 256,320; output 160 × 30 + 30.
+    "pixelcnnpp_unet": (dict(channels=1), 53_603_870),
     # Residual blocks: down 1,594,368, middle 722,944, up 3,668,288; 6 attention blocks of
     # 66,304; down/upsampling convs 184,512 + 295,168; noise MLP 82,432; in/out 640 + 705.
     "unet": (dict(image_size=28, channels=1), 6_946_881),
@@ -63,6 +68,7 @@ def test_dcgan_64_param_count(name):
 def test_conditional_models_are_found():
   assert set(_CONDITIONAL) == {"dcgan_generator", "dcgan_discriminator", "resnet_generator",
                                "resnet_discriminator", "pixelcnn", "gated_pixelcnn", "row_lstm",
+                               "pixelcnnpp_unet",
                                "unet"}
 
 
@@ -108,6 +114,6 @@ def test_registering_a_name_twice_is_an_error():
 
 def test_unknown_model_names_the_known_ones():
   with pytest.raises(UserError, match="'dcgan'.*conv_vae, dcgan_discriminator, dcgan_generator, "
-                     "gated_pixelcnn, hvae, pixelcnn, resnet_discriminator, resnet_generator, "
-                     "row_lstm, srresnet, unet, vqvae"):
+                     "gated_pixelcnn, hvae, pixelcnn, pixelcnnpp_unet, resnet_discriminator, "
+                     "resnet_generator, row_lstm, srresnet, unet, vqvae"):
     models.get("dcgan")
