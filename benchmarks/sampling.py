@@ -19,7 +19,7 @@ import numpy as np
 from jaxgen import config as config_lib
 from jaxgen.families import autoregressive as ar
 
-MODELS = ("pixelcnn", "gated_pixelcnn", "pixelcnnpp", "rowlstm")
+MODELS = ("pixelcnn", "gated_pixelcnn", "pixelcnnpp", "pixelcnnpp_unet", "rowlstm")
 
 
 def _timed(fn, *args):
