@@ -8,8 +8,8 @@ Run (full Fashion-MNIST):
 The paper's CIFAR-10 network is 160 wide with 5 blocks per resolution and dropout 0.5
 (`:cifar10`, 53.6M parameters); on Fashion-MNIST, 2 CPU cores' scale is 32 wide with 2
 blocks: 28.0 images/s at batch 32 (benchmarks/throughput.py; width 64 is 8.7), about the
-Gated PixelCNN's 35.6, so an epoch takes ~36 minutes. experiments/pixelcnnpp_fashion_mnist.py is the same
-likelihood on the Gated PixelCNN body.
+Gated PixelCNN's 35.6, so an epoch takes ~36 minutes. experiments/pixelcnnpp_fashion_mnist.py
+is the same likelihood on the Gated PixelCNN body.
 Variants: `:demo` (bundled subset), `:small` (tests), `:cifar10`.
 """
 
