@@ -1,0 +1,90 @@
+"""The U-Net's 3×3 convolutions alone, jaxgen (XLA:CPU) against PyTorch (oneDNN), as JSON lines.
+
+  python benchmarks/peers/conv_ops.py [--repeats 9] [--threads 2]
+
+For each shape of the `edm_fashion_mnist:cpu` U-Net step (batch 64, NHWC for JAX and NCHW
+for PyTorch, fp32, stride 1, padding 1) times the forward convolution and the forward pass
+with both gradients (jaxgen's `layers.conv`, the one the U-Net uses, against
+`torch.nn.Conv2d`). The two frameworks alternate, repeat by repeat; medians in ms.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_unet  # noqa: E402,F401  (its import check: exits with the install hint)
+import torch  # noqa: E402
+
+from jaxgen.models import layers  # noqa: E402
+
+# (batch, side, in channels, out channels) of the U-Net's convolutions at features 16.
+SHAPES = ((64, 28, 16, 16), (64, 28, 48, 16), (64, 28, 32, 32), (64, 14, 32, 32),
+          (64, 14, 64, 32), (64, 7, 32, 32))
+PADS = ((1, 1), (1, 1))
+
+
+def _time(fn, repeats: int) -> list[float]:
+  out = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    out.append(1e3 * (time.perf_counter() - start))
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--repeats", type=int, default=9)
+  parser.add_argument("--threads", type=int, default=2)
+  args = parser.parse_args(argv)
+  torch.set_num_threads(args.threads)
+  for batch, side, cin, cout in SHAPES:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, side, side, cin), np.float32)
+    kernel = rng.standard_normal((3, 3, cin, cout), np.float32) / np.sqrt(9 * cin)
+    dy = rng.standard_normal((batch, side, side, cout), np.float32)
+    jx, jk, jdy = map(jnp.asarray, (x, kernel, dy))
+    forward = jax.jit(lambda u, k: layers.conv(u, k, (1, 1), PADS))
+    grads = jax.jit(lambda u, k, g: jax.vjp(lambda a, b: layers.conv(a, b, (1, 1), PADS),
+                                            u, k)[1](g))
+    tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    tconv = torch.nn.Conv2d(cin, cout, 3, 1, 1)
+    tdy = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+
+    def torch_forward():
+      with torch.no_grad():
+        tconv(tx)
+
+    def torch_grads():
+      torch.autograd.grad(tconv(tx), [tx, tconv.weight], tdy)
+
+    cases = {"jax_forward": lambda: jax.block_until_ready(forward(jx, jk)),
+             "torch_forward": torch_forward,
+             "jax_forward_and_grads": lambda: jax.block_until_ready(
+                 (forward(jx, jk), grads(jx, jk, jdy))),
+             "torch_forward_and_grads": torch_grads}
+    times = {name: [] for name in cases}
+    for name, fn in cases.items():  # Compile and warm up.
+      fn()
+    for _ in range(args.repeats):
+      for name, fn in cases.items():
+        times[name] += _time(fn, 1)
+    medians = {name: round(statistics.median(t), 2) for name, t in times.items()}
+    print(json.dumps({"shape": f"{batch}x{side}x{side} {cin}->{cout}", **medians,
+                      "forward_ratio_jax_over_torch": round(
+                          medians["jax_forward"] / medians["torch_forward"], 2),
+                      "grads_ratio_jax_over_torch": round(
+                          medians["jax_forward_and_grads"]
+                          / medians["torch_forward_and_grads"], 2)}), flush=True)
+
+
+if __name__ == "__main__":
+  main()
