@@ -75,8 +75,8 @@ def _tfds_attributes(data, split: str | None):
   named as `datasets` names them ('split[index]'); the names alone when split is None."""
   import tensorflow as tf
   import tensorflow_datasets as tfds
-  from jaxgen.data import datasets  # It imports this module.
-  builder = datasets.prepared_builder(data)
+  from jaxgen.data import builders, datasets  # datasets imports this module.
+  builder = builders.prepared_builder(data)
   feature = builder.info.features["attributes"] if "attributes" in builder.info.features else None
   if not isinstance(feature, tfds.features.FeaturesDict):
     raise UserError(f"data.attributes='tfds' but {data.name!r} has no 'attributes' feature "

@@ -134,11 +134,11 @@ def tfds_splits(name: str, data_dir: str | None) -> tuple[dict, list[str]]:
   dataset, found or prepared as training does (offline Fashion-MNIST included)."""
   import ml_collections
   import tensorflow_datasets as tfds
-  from jaxgen.data import datasets
+  from jaxgen.data import builders, datasets
   datasets.keep_tf_off_accelerators()
   data = ml_collections.ConfigDict(dict(name=name, data_dir=data_dir,
                                         manual_dir="/usr/share/datasets/fashion-mnist"))
-  builder = datasets.prepared_builder(data)
+  builder = builders.prepared_builder(data)
   features = builder.info.features
   if "image" not in features:
     raise UserError(f"--tfds {name} has no 'image' feature: it is not an image dataset")

@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxgen import config as config_lib
-from jaxgen.data import datasets
+from jaxgen.data import builders, datasets
 from jaxgen.errors import UserError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -40,7 +40,7 @@ def test_bundled_splits_hold_the_package_images(bundled_dir):
   assert train.labels.dtype == np.int32 and set(np.unique(test.labels)) == set(range(10))
   assert (train.num_classes, train.num_dropped, test.max_shard_size) == (10, 0, 2_000)
   # TFDS stores records in its own order: compare the images as sets of bytes.
-  package = read_idx_images(os.path.join(datasets.BUNDLED_DIR, "t10k-images-idx3-ubyte.gz"))
+  package = read_idx_images(os.path.join(builders.BUNDLED_DIR, "t10k-images-idx3-ubyte.gz"))
   assert sorted(x.tobytes() for x in test.images) == sorted(x.tobytes() for x in package)
 
 
