@@ -137,9 +137,9 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   `model` holds the U-Net's shape; `:demo` previews with 10-step samplers, `:small` is a
   two-level 8-wide U-Net without attention sampled in 2 steps. `superres` (overrides of
   `jaxgen.superres.default_options`) makes it SR3: the U-Net conditions on the upsampled
-  degraded image (model.cond_channels = its channels), with no sample grids (there is
-  nothing to upscale without data) and FID of the upscaled test split off by default (it
-  samples the whole split; PSNR/SSIM are always reported). `autoencoder` (a VQ-VAE's model
+  degraded image (model.cond_channels = its channels), its sample grids upscale fixed test
+  images, and FID of the upscaled test split is off by default (it samples the whole split;
+  PSNR/SSIM are always reported). `autoencoder` (a VQ-VAE's model
   config) makes it latent diffusion (`jaxgen.latents`): `model` then holds the latent grid's
   shape, and diffusion.autoencoder_from names the run that trained it.
   """
@@ -155,6 +155,7 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
     config.superres = superres_lib.default_options()
     _override(config.superres, superres, "superres.")
     config.model.cond_channels = config.model.channels
+    config.num_samples = 32  # Grids of 4 runs of 8: baselines, upscalings, originals.
   config.optim = optim.default_config(learning_rate=5e-4)
   config.optim.update(warmup_steps=500, grad_clip=1.0)
   recipes = dict(
@@ -163,8 +164,7 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
       small=dict(num_samples=4, sampling=dict(steps=2)))
   small = {**dict(features=8, blocks=1, multipliers=(1, 2), attention=()), **(small_model or {})}
   config = _build(config, variant, variants, settings, recipes, small, per_variant)
-  if superres is not None:  # After every variant: none of them may turn these back on.
-    config.sample_every = 0
+  if superres is not None:  # After every variant: none may turn FID of the upscalings on.
     config.evaluation.sample_metrics = False
   return config
 
@@ -175,13 +175,13 @@ def srgan(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
   """An SRGAN experiment: `model` holds image_size, channels, generator and discriminator;
   `superres` (overrides of `jaxgen.superres.default_options`) the degradation. SRGAN's
   recipe: Adam(1e-4, β1 0.9) for both networks, adversarial weight 10⁻³, batch 64 (its 16
-  at 96×96 is more pixels), EMA 0.999; no sample grids (evaluation and `jaxgen upscale`
-  show what it does), so `:small` has none either.
+  at 96×96 is more pixels), EMA 0.999; sample grids of 16 fixed test images every 1,000
+  steps, each as the baseline, the upscaling and the original.
   """
   config = _family_base("srgan", srgan_family.sampling_options(), model)
   config.data.update(name="fashion_mnist", normalize="symmetric")
   config.update(batch_size=64, total_steps=10_000, log_every=100, checkpoint_every=1000,
-                eval_every=5000, ema_decay=0.999, num_samples=4)
+                sample_every=1000, eval_every=5000, ema_decay=0.999, num_samples=16)
   config.superres = superres_lib.default_options()
   _override(config.superres, superres, "superres.")
   config.srgan = srgan_family.default_options()
@@ -189,12 +189,11 @@ def srgan(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
   config.optim = ml_collections.ConfigDict(dict(
       generator=optim.default_config(learning_rate=1e-4, b1=0.9),
       discriminator=optim.default_config(learning_rate=1e-4, b1=0.9)))
-  recipes = dict(demo=dict(total_steps=2000, eval_every=2000), small={})
+  recipes = dict(demo=dict(total_steps=2000, sample_every=500, eval_every=2000),
+                 small=dict(num_samples=4))
   small = small_model or dict(generator=dict(features=8, blocks=1),
                               discriminator=dict(features=8))
-  config = _build(config, variant, variants, settings, recipes, small, per_variant)
-  config.sample_every = 0  # After every variant: none of them may turn grids back on.
-  return config
+  return _build(config, variant, variants, settings, recipes, small, per_variant)
 
 
 def build(family: str, variant: str | None, variants: tuple[str, ...], *, model: Overrides,

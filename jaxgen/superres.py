@@ -21,6 +21,7 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxgen import jpeg
 from jaxgen.errors import UserError
@@ -65,16 +66,41 @@ def check(opts, image_shape) -> None:
 
 
 def check_run(config, image_shape) -> ml_collections.ConfigDict:
-  """config.superres's options after `check`, for a run: one without sample grids (there is
-  nothing to upscale without data; evaluation and `jaxgen upscale` stand in for them)."""
+  """config.superres's options after `check`: those of a run that upscales."""
   opts = options(config)
   check(opts, image_shape)
-  if config.sample_every:
-    raise UserError(f"sample_every={config.sample_every}: a super-resolution model draws "
-                    "nothing without images to upscale; set sample_every=0 and use "
-                    "`jaxgen upscale` (evaluation reports PSNR/SSIM, and FID with "
-                    "evaluation.sample_metrics)")
   return opts
+
+
+def preview_originals(source, num: int) -> np.ndarray:
+  """uint8 [num, H, W, C]: the first images of `source` (this process's in-RAM shard, or a
+  prepared split), cycled if it holds fewer; process 0's on every process. What a run's
+  training-time grids degrade and upscale, the same images every time."""
+  count = len(source.images) if hasattr(source, "images") else len(source)
+  index = np.arange(num) % count
+  if hasattr(source, "images"):
+    originals = np.asarray(source.images[index])
+  else:
+    originals = np.stack([source[int(i)][0] for i in index])
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    originals = multihost_utils.broadcast_one_to_all(originals)
+  return originals
+
+
+def preview_grid_order(baseline, upscaled, originals, columns: int) -> np.ndarray:
+  """The [n, H, W, C] stacks interleaved for a grid of `columns`: for each run of `columns`
+  examples, a row of their baselines, one of their upscalings and one of the originals
+  (white where the last run is short)."""
+  n = len(originals)
+  padded = -n % columns
+  rows = []
+  for start in range(0, n, columns):
+    for stack in (baseline, upscaled, originals):
+      rows.append(stack[start:start + columns])
+      if start + columns > n and padded:
+        rows.append(np.full((padded, *stack.shape[1:]), 255, stack.dtype))
+  return np.concatenate(rows)
 
 
 def provenance(opts) -> dict:

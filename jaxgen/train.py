@@ -17,7 +17,7 @@ from absl import logging
 
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
 from jaxgen import families, images, latents, nonfinite, prompts, reporting, sharding
-from jaxgen import warm_start
+from jaxgen import superres, warm_start
 from jaxgen.data import attributes, datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
 
@@ -188,24 +188,55 @@ class StopSignal:
       signal.signal(sig, handler)
 
 
-def make_sample_writer(config, family, workdir):
+def make_sample_writer(config, family, workdir, source=None):
   """A function (state, step) that writes WORKDIR/samples/step_XXXXXXXX.png, drawn with the
   family's training-time sampling settings (`preview_overrides`).
 
   Conditional models cycle through the classes (or, without classes, the attributes): one
-  column per class.
+  column per class. A super-resolution model upscales the first num_samples images of
+  `source`, degraded as in training (`_make_upscaling_writer`).
   """
   columns = conditioning.grid_columns(config)
   config = families.preview_config(family, config)
+  rng = jax.random.PRNGKey(config.seed + 2)  # The same latents every time: progress is visible.
+  if superres.options(config) is not None:
+    return _make_upscaling_writer(config, family, workdir, source, rng)
   sample = _memoised("preview", config, None, lambda: jax.jit(
       lambda state, rng: family.sample(config, state, rng, config.num_samples)))
-  rng = jax.random.PRNGKey(config.seed + 2)  # The same latents every time: progress is visible.
 
   def write(state, step):
     generated = jax.device_get(sample(state, rng))  # Every process joins the jitted call.
     if jax.process_index() == 0:
       grid = images.grid(images.to_uint8(generated, config.data.normalize), columns)
       images.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
+
+  return write
+
+
+def _make_upscaling_writer(config, family, workdir, source, rng):
+  """The sample writer of a super-resolution model: rows of up to 8 of the same fixed
+  images (`superres.preview_originals`) as the `superres.upsample` baseline, the model's
+  upscaling and the original, each degraded from the same key every time."""
+  sr = superres.options(config)
+  originals = superres.preview_originals(source, config.num_samples)
+  columns = min(8, len(originals))
+
+  def draw(state, rng, x):
+    low = superres.low_resolution(sr, x, jax.random.fold_in(rng, superres.KEY_STREAM))
+    upscaled = family.sample(config, state, rng, len(x), {"low_res": low})
+    return superres.upsample(sr, low, x.shape[1:]), upscaled
+
+  run = _memoised("upscaling preview", config, None, lambda: jax.jit(draw))
+  x = images.from_uint8(originals, "symmetric")
+
+  def write(state, step):
+    baseline, upscaled = jax.device_get(run(state, rng, x))  # Every process joins.
+    if jax.process_index() == 0:
+      order = superres.preview_grid_order(images.to_uint8(baseline, "symmetric"),
+                                          images.to_uint8(upscaled, "symmetric"),
+                                          originals, columns)
+      images.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"),
+                       images.grid(order, columns))
 
   return write
 
@@ -241,7 +272,8 @@ def train_and_evaluate(config, workdir: str) -> int | None:
   step_fn = compile_train_step(config, family, mesh, state_shardings)
   eval_runs = (evaluators.create(config, family, mesh, eval_source, report=False)
                if eval_source else [])
-  write_samples = make_sample_writer(config, family, workdir)
+  write_samples = make_sample_writer(
+      config, family, workdir, train_source if eval_source is None else eval_source)
   writer = reporting.MetricsWriter(workdir, config.total_steps)
   if jax.process_index() == 0:
     print(f"training {config.family} on {config.data.name} ({_num_images(train_source)} images, "
@@ -282,7 +314,7 @@ def train_and_evaluate(config, workdir: str) -> int | None:
         writer.close()
         skips.check(mngr.latest_step(), mngr.directory)
       if config.sample_every and _due(step, config.sample_every, config.total_steps):
-        write_samples(state, step)  # 0 disables grids: a super-resolution model has none.
+        write_samples(state, step)
         timer.reset(step)  # Sampling time is not training throughput.
       if eval_runs and _due(step, config.eval_every, config.total_steps):
         writer.write(step, {k: v for e in eval_runs for k, v in e.run(state)})

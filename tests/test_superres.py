@@ -1,6 +1,8 @@
 """Super-resolution: the degradation is what its knobs say, PSNR/SSIM are the standard ones,
 and SR3 learns to beat bicubic upsampling on images it has seen."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -95,6 +97,17 @@ def test_impossible_degradations_are_one_line_errors(overrides, fragment):
     superres.check(_opts(**overrides), (28, 28, 1))
 
 
+def test_preview_grids_interleave_rows_and_pad_a_short_last_run():
+  stacks = [np.full((5, 2, 2, 1), v, np.uint8) + np.arange(5, dtype=np.uint8)[:, None, None, None]
+            for v in (0, 100, 200)]
+  order = superres.preview_grid_order(*stacks, columns=4)
+  assert order.shape == (24, 2, 2, 1)  # Two runs of three rows of 4.
+  firsts = order[:, 0, 0, 0]
+  np.testing.assert_array_equal(firsts[:12], [0, 1, 2, 3, 100, 101, 102, 103, 200, 201, 202, 203])
+  np.testing.assert_array_equal(firsts[12:], [4, 255, 255, 255, 104, 255, 255, 255,
+                                              204, 255, 255, 255])
+
+
 def test_psnr_of_a_known_offset_and_of_a_copy():
   levels = np.random.default_rng(0).integers(0, 200, (3, 28, 28, 1))
   image = jnp.asarray(levels / 127.5 - 1, jnp.float32)
@@ -150,9 +163,6 @@ def test_sr3_overfit_on_a_few_images_beats_bicubic(data_dir):
 def test_sr3_configs_are_checked():
   from jaxgen import config as config_lib, families
   family = families.get("diffusion")
-  with pytest.raises(UserError, match="sample_every=5"):
-    family.build_model(config_lib.load("experiments/sr3_fashion_mnist.py:small",
-                                       {"sample_every": "5"}))
   plain = config_lib.load("experiments/edm_fashion_mnist.py:small", {})
   with plain.unlocked():
     plain.model.cond_channels = 1
@@ -164,18 +174,29 @@ def test_sr3_configs_are_checked():
 
 
 def test_upscale_takes_pngs_and_npz_and_refuses_what_it_cannot_upscale(tmp_path, data_dir, cli):
-  """`jaxgen upscale` on a one-step SR3 run (8×8 images, so ÷4 inputs are 2×2): a PNG in
-  any mode and an .npz of several images; wrong sizes and `jaxgen sample` are one-line
-  errors, and a run that is not super-resolution says so."""
+  """A one-step SR3 run (8×8 images, so ÷4 inputs are 2×2) writes its grid of fixed images,
+  and `jaxgen upscale` takes a PNG in any mode and an .npz of several images; wrong sizes
+  and `jaxgen sample` are one-line errors, and a run that is not super-resolution says so."""
   from PIL import Image
-  from jaxgen import config as config_lib, inference, train
+  from jaxgen import config as config_lib, images, inference, train
   from tests.helpers import small_config
   from tests.test_cli import assert_one_line_error
   workdir = str(tmp_path / "sr3")
-  train.train_and_evaluate(small_config("experiments/sr3_fashion_mnist.py", data_dir,
-                                        total_steps=1, **{"model.multipliers": "(1,)",
-                                                          "model.image_size": "8",
-                                                          "data.image_size": "8"}), workdir)
+  config = small_config("experiments/sr3_fashion_mnist.py", data_dir, total_steps=1,
+                        sample_every=1, **{"model.multipliers": "(1,)", "model.image_size": "8",
+                                           "data.image_size": "8"})
+  train.train_and_evaluate(config, workdir)
+  # The training-time grid: runs of (baseline, upscaling, original) rows of 4 examples.
+  grid = np.asarray(Image.open(os.path.join(workdir, "samples", "step_00000001.png")))
+  assert grid.shape == (3 * 10 + 2, 4 * 10 + 2)
+  tiles = [[grid[2 + 10 * r:10 * r + 10, 2 + 10 * c:10 * c + 10, None] for c in range(4)]
+           for r in range(3)]
+  originals = images.from_uint8(np.stack(tiles[2]), "symmetric")
+  low = superres.low_resolution(superres.options(config), originals, jax.random.PRNGKey(0))
+  baseline = images.to_uint8(np.asarray(superres.upsample(superres.options(config), low,
+                                                          (8, 8, 1))), "symmetric")
+  np.testing.assert_allclose(baseline, np.stack(tiles[0]), atol=1)
+  assert all(tile.std() > 0 for tile in tiles[2])  # Real images, not blank padding.
   Image.fromarray(np.full((2, 2, 3), 200, np.uint8)).save(tmp_path / "low.png")  # RGB.
   result = cli("upscale", "--workdir", workdir, "--in", str(tmp_path / "low.png"), "--out",
                str(tmp_path / "high.png"))
@@ -236,5 +257,6 @@ def test_a_bad_model_config_writes_no_workdir(tmp_path, data_dir, cli):
   workdir = tmp_path / "run"
   assert_one_line_error(cli("train", "--config", "experiments/sr3_fashion_mnist.py:small",
                             "--workdir", str(workdir), f"--config.data.data_dir={data_dir}",
-                            "--config.sample_every=5"), "sample_every=5", "jaxgen upscale")
+                            "--config.superres.factor=3"), "superres.factor=3",
+                        "pick a factor that divides both")
   assert not workdir.exists()
