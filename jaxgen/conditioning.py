@@ -39,15 +39,40 @@ def class_labels(config, num: int, label: int | None = None) -> np.ndarray | Non
 def for_sampling(config, num: int, label: int | None = None,
                  attributes: np.ndarray | None = None) -> dict | None:
   """The `cond` of `num` samples: {'label': class_labels(...)} and, when given,
-  'attributes' [A] for every sample; None when that leaves nothing (unconditional, or a
-  model with attributes cycling through them)."""
+  'attributes': a vector [A] for every sample, or rows [N, A] taken in turn (sample i gets
+  row i mod N); None when that leaves nothing (unconditional, or a model with attributes
+  cycling through them)."""
   cond = {}
   labels = class_labels(config, num, label)
   if labels is not None:
     cond["label"] = labels
   if attributes is not None:
-    cond["attributes"] = np.tile(np.asarray(attributes, np.float32)[None], (num, 1))
+    rows = np.atleast_2d(np.asarray(attributes, np.float32))
+    cond["attributes"] = rows[np.arange(num) % len(rows)]
   return cond or None
+
+
+def read_vectors(path: str, config) -> np.ndarray:
+  """float32 [A] or [N, A] attribute vectors (multi-hot, or embeddings such as a text
+  encoder's) from a .npy file, for `jaxgen sample --condition`; NaN rows are the null
+  condition. UserError unless they fit the model's num_attributes."""
+  count = num_attributes(config)
+  if not count:
+    raise UserError(f"--condition {path}: this {config.family} model takes no attribute "
+                    "vectors (model.num_attributes=0); use --label or --prompt for a class")
+  if not path.endswith(".npy"):
+    raise UserError(f"--condition {path}: expected a FILE.npy of float vectors [{count}] or "
+                    f"[N, {count}] (numpy.save)")
+  try:
+    vectors = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise UserError(f"--condition {path}: cannot read it as .npy ({e})") from None
+  if (vectors.ndim not in (1, 2) or not vectors.size or vectors.shape[-1] != count
+      or not np.issubdtype(vectors.dtype, np.number)):
+    raise UserError(f"--condition {path}: expected float vectors [{count}] or [N, {count}] "
+                    f"for this model's {count} attributes, found {vectors.dtype} "
+                    f"{list(vectors.shape)}")
+  return vectors.astype(np.float32)
 
 
 def labels(config, cond: dict | None, num: int):

@@ -25,7 +25,8 @@ def sample_uint8(config, family, mesh, state, num: int, seed: int,
 
   Conditional models get `label` for every sample, or labels cycling through the classes
   (so a grid with num_classes columns has one class per column); models with attributes
-  get `attributes` [A] for every sample, or one attribute each in turn.
+  get `attributes` [A] for every sample, rows [N, A] in turn, or else one attribute each
+  in turn.
   """
   if num < 1:
     raise UserError(f"--num={num}: expected a positive number of samples")

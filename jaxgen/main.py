@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--prompt", default=None,
                       help="class-conditional models: sample the class of this name, e.g. "
                       "\"ankle boot\" (the dataset's own class names)")
+  sample.add_argument("--condition", default=None, metavar="FILE.npy",
+                      help="models with attributes: float vectors [A] for every sample, or "
+                      "[N, A] taken in turn (one per grid column), e.g. text embeddings")
   sample.add_argument("--interpolate", choices=("linear", "spherical"), default=None,
                       help="write --num latent interpolation strips of --steps images instead")
   sample.add_argument("--reconstruct", action="store_true",
@@ -190,6 +193,10 @@ def run(argv: list[str]) -> int:
         raise UserError("--prompt and --label: pick one")
       from jaxgen import prompts
       args.label, attributes = prompts.condition_of(args.prompt, args.workdir, config)
+    if args.condition is not None:
+      if args.prompt is not None:
+        raise UserError("--condition and --prompt: pick one")
+      attributes = conditioning.read_vectors(args.condition, config)
     if args.reconstruct:
       samples = inference.reconstruction_uint8(config, family, mesh, state, args.num, args.seed)
       columns = 16  # Eight (input, reconstruction) pairs per row.
@@ -204,8 +211,12 @@ def run(argv: list[str]) -> int:
     else:
       samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed,
                                        args.label, attributes)
-      columns = (None if args.label is not None or attributes is not None else
-                 conditioning.grid_columns(config))
+      if attributes is not None and attributes.ndim == 2:
+        columns = len(attributes)  # One vector per column.
+      elif args.label is not None or attributes is not None:
+        columns = None
+      else:
+        columns = conditioning.grid_columns(config)
     inference.write_samples(args.out, samples, columns or None)
     knobs = ", ".join(f"{k}={v}" for k, v in sorted(config.sampling.items()))
     print(f"wrote {len(samples)} samples {samples.shape[1:]} to {args.out}"

@@ -184,6 +184,37 @@ def test_sample_by_prompt_and_its_errors(run, tmp_path, monkeypatch):
   assert not np.array_equal(draw([1.0, 1.0]), draw([0.0, 1.0]))
 
 
+def test_sample_takes_vectors_from_a_file_and_refuses_ones_that_do_not_fit(run, tmp_path,
+                                                                          monkeypatch):
+  """--condition FILE.npy: one vector [A] for every sample, or rows [N, A] in turn."""
+  sample, seen = inference.sample_uint8, []
+  monkeypatch.setattr(inference, "sample_uint8", lambda *args: seen.append(args) or sample(*args))
+  out = str(tmp_path / "s.npz")
+  rows = np.array([[1.0, 0.0], [0.0, 1.0], [np.nan, np.nan]], np.float32)
+  np.save(tmp_path / "rows.npy", rows)
+  jaxgen_main.run(["sample", "--workdir", run, "--num", "4", "--out", out, "--condition",
+                   str(tmp_path / "rows.npy")])
+  assert np.load(out)["images"].shape == (4, 8, 8, 1)
+  np.testing.assert_array_equal(seen[0][7], rows)
+  config = inference.restore(run)[0]
+  cond = conditioning.for_sampling(config, 4, None, rows)["attributes"]
+  np.testing.assert_array_equal(cond, rows[[0, 1, 2, 0]])  # Sample i gets row i mod N.
+  np.save(tmp_path / "wide.npy", np.zeros((2, 3), np.float32))
+  np.save(tmp_path / "text.npy", np.array(["a", "b"]))
+  for path, fragment in ((tmp_path / "wide.npy", r"\[N, 2\] .* found float32 \[2, 3\]"),
+                         (tmp_path / "text.npy", "found <U1"),
+                         (tmp_path / "rows.txt", "expected a FILE.npy"),
+                         (tmp_path / "missing.npy", "cannot read it")):
+    with pytest.raises(UserError, match=fragment):
+      jaxgen_main.run(["sample", "--workdir", run, "--num", "2", "--out", out, "--condition",
+                       str(path)])
+  with pytest.raises(UserError, match="--condition and --prompt"):
+    jaxgen_main.run(["sample", "--workdir", run, "--num", "2", "--out", out, "--condition",
+                     str(tmp_path / "rows.npy"), "--prompt", "bright"])
+  with pytest.raises(UserError, match="takes no attribute vectors"):
+    conditioning.read_vectors(str(tmp_path / "rows.npy"), _prompt_config(10, 0))
+
+
 def test_attributes_without_a_table_or_of_another_width_are_refused(data_dir, table, tmp_path):
   with pytest.raises(UserError, match="model.num_attributes=2 but data.attributes='' gives 0 "
                                      "per image: set model.num_attributes=0 or pass"):
