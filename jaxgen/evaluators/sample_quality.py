@@ -181,7 +181,8 @@ class SampleQualityEvaluator:
     start = time.perf_counter()
     with jax.set_mesh(self.mesh):
       for i in range(-(-cfg.num_samples // chunk)):
-        images = self._sample(state, jax.random.fold_in(rng, i), self._conditions(i, chunk))
+        images = self._sample(state, jax.random.fold_in(rng, i),
+                              self._global(self._conditions(i, chunk)))
         mask = (i * chunk + np.arange(chunk) < cfg.num_samples).astype(np.float32)
         streamer.add(self.features_fn(images), mask)  # Sharded like the samples.
         if classes:
@@ -199,15 +200,28 @@ class SampleQualityEvaluator:
 
   def _conditions(self, i: int, chunk: int) -> dict | None:
     """Chunk i's `cond`: the reference examples' attributes and labels (cycling through the
-    split) for a model with attributes; None otherwise (classes cycle in `sample`)."""
+    split) for a model with attributes; None otherwise (classes cycle in `sample`).
+
+    Each process holds its own shard of the split, so each gives its part of the chunk
+    from its shard (`_global`): one process's run draws sample i with example i.
+    """
     found = getattr(self.source, "attributes", None)
     if not conditioning.num_attributes(self.config) or found is None:
       return None
-    index = (i * chunk + np.arange(chunk)) % len(found)
+    local = chunk // jax.process_count()
+    index = (i * local + np.arange(local)) % len(found)
     cond = {"attributes": found[index]}
     if conditioning.num_classes(self.config):
       cond["label"] = np.asarray(self.source.labels)[index]
     return cond
+
+  def _global(self, cond: dict | None) -> dict | None:
+    """Processes' parts of a `cond` as global arrays sharded over the batch; one process's
+    as they are."""
+    if cond is None or jax.process_count() == 1:
+      return cond
+    batch = sharding.batch_sharding(self.mesh)
+    return {k: jax.make_array_from_process_local_data(batch, v) for k, v in cond.items()}
 
   def _run_upscaled(self, state, rng):
     with jax.set_mesh(self.mesh):
@@ -232,7 +246,8 @@ class SampleQualityEvaluator:
             (p + "sample_metrics/feature_network_sha256", self.checksum),
             (p + "sample_metrics/pr_k", cfg.pr_k),
             *(((p + "sample_metrics/conditions",
-                f"attributes and classes of {self.real_split}'s examples, in order"),)
+                f"attributes and classes of {self.real_split}'s examples, in order"
+                + (" (each process's shard)" if jax.process_count() > 1 else "")),)
               if self._conditions(0, 1) is not None else ()),
             *((p + "sample_metrics/" + k, v)
               for k, v in families.sampling_provenance(self.config).items()))

@@ -4,6 +4,8 @@ and `jaxgen sample --prompt "A,B"` choosing attributes by name."""
 
 import json
 import os
+import types
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -259,7 +261,6 @@ def test_the_celeba_experiment_takes_a_step_on_attribute_vectors():
 def test_sample_metrics_draw_with_the_reference_examples_attributes():
   """FID of a model with attributes samples the data's mix of attributes: sample i takes
   the attributes (and class) of reference example i, cycling through the split."""
-  import types
   from jaxgen.evaluators import sample_quality
   source = types.SimpleNamespace(attributes=np.eye(2, dtype=np.float32)[[0, 1, 1]],
                                  labels=np.array([4, 5, 6]))
@@ -267,5 +268,10 @@ def test_sample_metrics_draw_with_the_reference_examples_attributes():
   cond = sample_quality.SampleQualityEvaluator._conditions(evaluator, 1, 2)  # Examples 2, 3.
   np.testing.assert_array_equal(cond["attributes"], [[0, 1], [1, 0]])
   np.testing.assert_array_equal(cond["label"], [6, 4])
+  # On each of two processes, half of chunk 1 from its own shard: its examples 1 (of 0, 1).
+  with mock.patch.object(jax, "process_count", return_value=2):
+    cond = sample_quality.SampleQualityEvaluator._conditions(evaluator, 1, 2)
+  np.testing.assert_array_equal(cond["attributes"], [[0, 1]])
+  np.testing.assert_array_equal(cond["label"], [5])
   evaluator.config = _prompt_config(10, 0)
   assert sample_quality.SampleQualityEvaluator._conditions(evaluator, 0, 2) is None
