@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 
@@ -55,7 +56,7 @@ def _kind(line: str, body: str) -> str:
     # A weight gradient contracts over the feature map: its window is the map's size, not
     # the kernel's, and its output has the kernel's spatial shape.
     window = re.search(r"window=\{size=(\d+)x(\d+)", conv)
-    out = re.search(r"= \w+\[\d+,(\d+),(\d+),\d+\]", conv)
+    out = re.search(r"(?:^|= )\w+\[\d+,(\d+),(\d+),\d+\]", conv.strip())
     big = window and out and int(window.group(1)) > int(out.group(1))
     return "conv_weight_grads" if big else "conv_activations"
   for op, kind in ((" dot(", "dot"), (" reduce(", "reduce"), (" transpose(", "transpose_copy"),
@@ -83,7 +84,9 @@ def profile(config, steps: int, top: int) -> list[dict]:
         state, metrics = compiled(state, batch)
         jax.block_until_ready(metrics)
   (trace,) = glob.glob(os.path.join(trace_dir, "plugins/profile/*/perfetto_trace.json.gz"))
-  events = json.load(gzip.open(trace))["traceEvents"]
+  with gzip.open(trace) as f:
+    events = json.load(f)["traceEvents"]
+  shutil.rmtree(trace_dir)
   instructions, bodies = _computations(compiled.as_text())
   per_thunk = collections.defaultdict(float)
   for event in events:
@@ -101,7 +104,7 @@ def profile(config, steps: int, top: int) -> list[dict]:
     rows.append({"thunk": name, "kind": kind, "ms_per_step": round(ms, 2),
                  "shape": re.match(r"(\S+)", line).group(1),
                  "op_name": op.group(1) if op else ""})
-  out = [{"experiment": config.family, "batch_size": config.batch_size,
+  out = [{"family": config.family, "batch_size": config.batch_size,
           "thunks_ms_per_step": round(total, 1), "steps_traced": steps}]
   out += [{"kind": k, "ms_per_step": round(by_kind[k], 1),
            "share": round(by_kind[k] / total, 3)} for k in KINDS if k in by_kind]

@@ -4,7 +4,8 @@ The U-Net (EDM's preconditioning and loss, unconditional in class) takes the bic
 upsampled low-resolution image as an extra input channel; each training batch is degraded
 on the fly (`jaxgen.superres`: box ÷4, 8-bit), so nothing extra is stored. Sampled with
 DPM-Solver++(2M) in 10 steps. Evaluation upscales the degraded test images and reports PSNR
-and SSIM against the originals beside bicubic upsampling of the same images.
+and SSIM against the originals beside bicubic upsampling of the same images;
+WORKDIR/samples/ gets grids of 32 fixed images as bicubic, upscaled and original rows.
 
 Run (full Fashion-MNIST; offline it prepares from Debian's dataset-fashion-mnist files):
   jaxgen train --config experiments/sr3_fashion_mnist.py --workdir runs/sr3

@@ -7,7 +7,8 @@ training batch is degraded on the fly (`jaxgen.superres`: box ÷4, 8-bit), as fo
 the two models see the same pairs. The loss is L1 plus 10⁻³ of the non-saturating GAN loss
 (`--config.srgan.feature_weight=W` adds the feature network's MSE; it needs `jaxgen
 train-features --dataset fashion_mnist` first). Evaluation upscales the degraded test
-images and reports PSNR and SSIM against the originals beside bicubic upsampling.
+images and reports PSNR and SSIM against the originals beside bicubic upsampling;
+WORKDIR/samples/ gets grids of 16 fixed images as bicubic, upscaled and original rows.
 
 Run (full Fashion-MNIST; offline it prepares from Debian's dataset-fashion-mnist files):
   jaxgen train --config experiments/srgan_fashion_mnist.py --workdir runs/srgan

@@ -59,7 +59,8 @@ def read_vectors(path: str, config) -> np.ndarray:
   count = num_attributes(config)
   if not count:
     raise UserError(f"--condition {path}: this {config.family} model takes no attribute "
-                    "vectors (model.num_attributes=0); use --label or --prompt for a class")
+                    "vectors (model.num_attributes=0)"
+                    + ("; use --label or --prompt for a class" if num_classes(config) else ""))
   if not path.endswith(".npy"):
     raise UserError(f"--condition {path}: expected a FILE.npy of float vectors [{count}] or "
                     f"[N, {count}] (numpy.save)")
@@ -68,11 +69,20 @@ def read_vectors(path: str, config) -> np.ndarray:
   except (OSError, ValueError) as e:
     raise UserError(f"--condition {path}: cannot read it as .npy ({e})") from None
   if (vectors.ndim not in (1, 2) or not vectors.size or vectors.shape[-1] != count
-      or not np.issubdtype(vectors.dtype, np.number)):
+      or not (np.issubdtype(vectors.dtype, np.floating)
+              or np.issubdtype(vectors.dtype, np.integer) or vectors.dtype == bool)):
     raise UserError(f"--condition {path}: expected float vectors [{count}] or [N, {count}] "
                     f"for this model's {count} attributes, found {vectors.dtype} "
                     f"{list(vectors.shape)}")
-  return vectors.astype(np.float32)
+  vectors = vectors.astype(np.float32)
+  rows = np.atleast_2d(vectors)
+  nan = np.isnan(rows)
+  # The model reads any NaN in a row as the null condition: a partly-NaN row is a mistake.
+  bad = np.flatnonzero((nan.any(1) & ~nan.all(1)) | np.isinf(rows).any(1))
+  if bad.size:
+    raise UserError(f"--condition {path}: row {bad[0]} has infinite or some (not all) NaN "
+                    "values; give finite values, or an all-NaN row for the null condition")
+  return vectors
 
 
 def labels(config, cond: dict | None, num: int):

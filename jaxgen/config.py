@@ -239,7 +239,7 @@ def base_config() -> ml_collections.ConfigDict:
       checkpoint_every=500,
       sample_every=500,
       eval_every=0,            # 0: never during training (run `jaxgen evaluate` after).
-      num_samples=64,          # Images in each sample grid.
+      num_samples=64,          # Images in each sample grid (super-resolution: originals).
       keep_checkpoints=3,
       max_inflight_steps=2,    # How far the host may run ahead of the device.
       # Steps in a row with a non-finite loss or gradients (each skipped, not applied) after

@@ -137,11 +137,12 @@ def diffusion(variant: str | None, variants: tuple[str, ...], *, model: Override
   `model` holds the U-Net's shape; `:demo` previews with 10-step samplers, `:small` is a
   two-level 8-wide U-Net without attention sampled in 2 steps. `superres` (overrides of
   `jaxgen.superres.default_options`) makes it SR3: the U-Net conditions on the upsampled
-  degraded image (model.cond_channels = its channels), its sample grids upscale fixed test
-  images, and FID of the upscaled test split is off by default (it samples the whole split;
-  PSNR/SSIM are always reported). `autoencoder` (a VQ-VAE's model
-  config) makes it latent diffusion (`jaxgen.latents`): `model` then holds the latent grid's
-  shape, and diffusion.autoencoder_from names the run that trained it.
+  degraded image (model.cond_channels = its channels), its sample grids upscale 32 fixed
+  images of the eval split (the training split when eval_every=0), and FID of the
+  upscaled test split is off by default (it samples the whole split; PSNR/SSIM are always
+  reported). `autoencoder` (a VQ-VAE's model config) makes it latent diffusion
+  (`jaxgen.latents`): `model` then holds the latent grid's shape, and
+  diffusion.autoencoder_from names the run that trained it.
   """
   config = _family_base("diffusion", diffusion_family.sampling_options(),
                         {"remat": False, "num_attributes": 0, **model})
@@ -175,8 +176,9 @@ def srgan(variant: str | None, variants: tuple[str, ...], *, model: Overrides,
   """An SRGAN experiment: `model` holds image_size, channels, generator and discriminator;
   `superres` (overrides of `jaxgen.superres.default_options`) the degradation. SRGAN's
   recipe: Adam(1e-4, β1 0.9) for both networks, adversarial weight 10⁻³, batch 64 (its 16
-  at 96×96 is more pixels), EMA 0.999; sample grids of 16 fixed test images every 1,000
-  steps, each as the baseline, the upscaling and the original.
+  at 96×96 is more pixels), EMA 0.999; sample grids every 1,000 steps of 16 fixed images of
+  the eval split (the training split when eval_every=0), each as the baseline, the
+  upscaling and the original.
   """
   config = _family_base("srgan", srgan_family.sampling_options(), model)
   config.data.update(name="fashion_mnist", normalize="symmetric")

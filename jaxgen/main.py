@@ -188,15 +188,18 @@ def run(argv: list[str]) -> int:
     if sum(map(bool, (args.interpolate, args.reconstruct, args.traverse))) > 1:
       raise UserError("--interpolate, --reconstruct and --traverse: pick one")
     attributes = None
+    if args.condition is not None:
+      if args.prompt is not None:
+        raise UserError("--condition and --prompt: pick one")
+      if args.interpolate or args.reconstruct or args.traverse:
+        raise UserError("--condition applies to plain sampling: drop --interpolate, "
+                        "--reconstruct or --traverse")
+      attributes = conditioning.read_vectors(args.condition, config)
     if args.prompt is not None:
       if args.label is not None:
         raise UserError("--prompt and --label: pick one")
       from jaxgen import prompts
       args.label, attributes = prompts.condition_of(args.prompt, args.workdir, config)
-    if args.condition is not None:
-      if args.prompt is not None:
-        raise UserError("--condition and --prompt: pick one")
-      attributes = conditioning.read_vectors(args.condition, config)
     if args.reconstruct:
       samples = inference.reconstruction_uint8(config, family, mesh, state, args.num, args.seed)
       columns = 16  # Eight (input, reconstruction) pairs per row.
@@ -211,7 +214,7 @@ def run(argv: list[str]) -> int:
     else:
       samples = inference.sample_uint8(config, family, mesh, state, args.num, args.seed,
                                        args.label, attributes)
-      if attributes is not None and attributes.ndim == 2:
+      if attributes is not None and attributes.ndim == 2 and 1 < len(attributes) <= args.num:
         columns = len(attributes)  # One vector per column.
       elif args.label is not None or attributes is not None:
         columns = None

@@ -66,26 +66,10 @@ def check(opts, image_shape) -> None:
 
 
 def check_run(config, image_shape) -> ml_collections.ConfigDict:
-  """config.superres's options after `check`: those of a run that upscales."""
+  """config.superres's options for images of `image_shape`, checked (`check`)."""
   opts = options(config)
   check(opts, image_shape)
   return opts
-
-
-def preview_originals(source, num: int) -> np.ndarray:
-  """uint8 [num, H, W, C]: the first images of `source` (this process's in-RAM shard, or a
-  prepared split), cycled if it holds fewer; process 0's on every process. What a run's
-  training-time grids degrade and upscale, the same images every time."""
-  count = len(source.images) if hasattr(source, "images") else len(source)
-  index = np.arange(num) % count
-  if hasattr(source, "images"):
-    originals = np.asarray(source.images[index])
-  else:
-    originals = np.stack([source[int(i)][0] for i in index])
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    originals = multihost_utils.broadcast_one_to_all(originals)
-  return originals
 
 
 def preview_grid_order(baseline, upscaled, originals, columns: int) -> np.ndarray:

@@ -13,6 +13,8 @@ import signal
 import time
 
 import jax
+import numpy as np
+from jax.sharding import PartitionSpec as P
 from absl import logging
 
 from jaxgen import accumulate, checkpoint, conditioning, config as config_lib, evaluators
@@ -201,8 +203,10 @@ def make_sample_writer(config, family, workdir, source=None):
   rng = jax.random.PRNGKey(config.seed + 2)  # The same latents every time: progress is visible.
   if superres.options(config) is not None:
     return _make_upscaling_writer(config, family, workdir, source, rng)
+  # Replicated outputs: on several processes each can then read the whole grid.
   sample = _memoised("preview", config, None, lambda: jax.jit(
-      lambda state, rng: family.sample(config, state, rng, config.num_samples)))
+      lambda state, rng: family.sample(config, state, rng, config.num_samples),
+      out_shardings=P()))
 
   def write(state, step):
     generated = jax.device_get(sample(state, rng))  # Every process joins the jitted call.
@@ -215,10 +219,10 @@ def make_sample_writer(config, family, workdir, source=None):
 
 def _make_upscaling_writer(config, family, workdir, source, rng):
   """The sample writer of a super-resolution model: rows of up to 8 of the same fixed
-  images (`superres.preview_originals`) as the `superres.upsample` baseline, the model's
-  upscaling and the original, each degraded from the same key every time."""
+  images (`_preview_originals`) as the `superres.upsample` baseline, the model's upscaling
+  and the original, each degraded from the same key every time."""
   sr = superres.options(config)
-  originals = superres.preview_originals(source, config.num_samples)
+  originals = _preview_originals(source, config.num_samples)
   columns = min(8, len(originals))
 
   def draw(state, rng, x):
@@ -226,7 +230,7 @@ def _make_upscaling_writer(config, family, workdir, source, rng):
     upscaled = family.sample(config, state, rng, len(x), {"low_res": low})
     return superres.upsample(sr, low, x.shape[1:]), upscaled
 
-  run = _memoised("upscaling preview", config, None, lambda: jax.jit(draw))
+  run = _memoised("upscaling preview", config, None, lambda: jax.jit(draw, out_shardings=P()))
   x = images.from_uint8(originals, "symmetric")
 
   def write(state, step):
@@ -239,6 +243,25 @@ def _make_upscaling_writer(config, family, workdir, source, rng):
                        images.grid(order, columns))
 
   return write
+
+
+def _preview_originals(source, num: int):
+  """uint8 [num, H, W, C]: the first images of `source` (this process's in-RAM shard, or a
+  prepared split), cycled if it holds fewer; process 0's on every process, so all join
+  one jitted call on the same images."""
+  count = _num_images(source)
+  if not count:
+    raise UserError(f"split {source.split!r} has no images on process {jax.process_index()} "
+                    "to preview upscalings of; set sample_every=0 or use more data")
+  index = np.arange(num) % count
+  if isinstance(source, prepared.PreparedSplit):
+    originals = np.stack([source[int(i)][0] for i in index])
+  else:
+    originals = np.asarray(source.images[index])
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    originals = multihost_utils.broadcast_one_to_all(originals)
+  return originals
 
 
 def train_and_evaluate(config, workdir: str) -> int | None:

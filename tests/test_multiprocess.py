@@ -51,13 +51,14 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, data_dir):
   multi = str(tmp_path / "multi")
   _two_processes("train", "--config", VAE + ":small", "--workdir", multi,
                  f"--config.data.data_dir={data_dir}", "--config.total_steps=3",
-                 "--config.checkpoint_every=0", "--config.sample_every=0",
+                 "--config.checkpoint_every=0", "--config.sample_every=3",
                  "--config.max_inflight_steps=0", "--config.eval_every=3",
                  "--config.data.eval_split=test[:512]")
   records = read_metrics(multi)
   assert [r["step"] for r in records] == [1, 2, 3, 3]  # Process 0 alone writes metrics.
   assert all(np.isfinite(r["train/loss"]) for r in records[:3])
   assert sorted(os.listdir(os.path.join(multi, "checkpoints")))[-1].endswith("3")
+  assert os.listdir(os.path.join(multi, "samples")) == ["step_00000003.png"]
   sharded = records[-1]
   expected = inference.evaluate(*inference.restore(multi))
   assert expected["eval/iwae8_nll_nats"] < expected["eval/nelbo_nats"]  # The tighter bound.

@@ -197,6 +197,7 @@ def test_upscale_takes_pngs_and_npz_and_refuses_what_it_cannot_upscale(tmp_path,
                                                           (8, 8, 1))), "symmetric")
   np.testing.assert_allclose(baseline, np.stack(tiles[0]), atol=1)
   assert all(tile.std() > 0 for tile in tiles[2])  # Real images, not blank padding.
+  assert all((tile != 255).any() for tile in tiles[1])  # Upscalings drawn, not padding.
   Image.fromarray(np.full((2, 2, 3), 200, np.uint8)).save(tmp_path / "low.png")  # RGB.
   result = cli("upscale", "--workdir", workdir, "--in", str(tmp_path / "low.png"), "--out",
                str(tmp_path / "high.png"))

@@ -5,7 +5,9 @@
 For each shape of the `edm_fashion_mnist:cpu` U-Net step (batch 64, NHWC for JAX and NCHW
 for PyTorch, fp32, stride 1, padding 1) times the forward convolution and the forward pass
 with both gradients (jaxgen's `layers.conv`, the one the U-Net uses, against
-`torch.nn.Conv2d`). The two frameworks alternate, repeat by repeat; medians in ms.
+`torch.nn.Conv2d`, both without bias). The two frameworks alternate, repeat by repeat;
+medians in ms. `--threads` sets PyTorch's threads; XLA takes every core it sees, which on
+the 2-core development machine is the same.
 """
 
 import argparse
@@ -56,7 +58,7 @@ def main(argv=None):
     grads = jax.jit(lambda u, k, g: jax.vjp(lambda a, b: layers.conv(a, b, (1, 1), PADS),
                                             u, k)[1](g))
     tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-    tconv = torch.nn.Conv2d(cin, cout, 3, 1, 1)
+    tconv = torch.nn.Conv2d(cin, cout, 3, 1, 1, bias=False)  # layers.conv has no bias.
     tdy = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
 
     def torch_forward():

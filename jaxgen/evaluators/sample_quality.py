@@ -7,7 +7,8 @@ vectors themselves, so at most `evaluation.max_stored_features` of each side are
 A super-resolution model's "samples" are its upscalings of the degraded split itself, scored
 beside the `superres.upsample` baseline of the same images (`baseline_*`). A model
 conditioned on attributes draws sample i with the attributes (and class) of the reference
-split's example i, so its samples follow the data's mix of attributes, not one at a time.
+split's example i (of each process's shard, on several), so its samples follow the data's
+mix of attributes, not one at a time.
 """
 
 import functools
@@ -205,15 +206,20 @@ class SampleQualityEvaluator:
     Each process holds its own shard of the split, so each gives its part of the chunk
     from its shard (`_global`): one process's run draws sample i with example i.
     """
-    found = getattr(self.source, "attributes", None)
-    if not conditioning.num_attributes(self.config) or found is None:
+    if not self._conditioned():
       return None
+    found = self.source.attributes
     local = chunk // jax.process_count()
     index = (i * local + np.arange(local)) % len(found)
     cond = {"attributes": found[index]}
     if conditioning.num_classes(self.config):
       cond["label"] = np.asarray(self.source.labels)[index]
     return cond
+
+  def _conditioned(self) -> bool:
+    """Whether samples take the reference examples' attributes (`_conditions`)."""
+    return (bool(conditioning.num_attributes(self.config))
+            and getattr(self.source, "attributes", None) is not None)
 
   def _global(self, cond: dict | None) -> dict | None:
     """Processes' parts of a `cond` as global arrays sharded over the batch; one process's
@@ -248,6 +254,6 @@ class SampleQualityEvaluator:
             *(((p + "sample_metrics/conditions",
                 f"attributes and classes of {self.real_split}'s examples, in order"
                 + (" (each process's shard)" if jax.process_count() > 1 else "")),)
-              if self._conditions(0, 1) is not None else ()),
+              if self._conditioned() else ()),
             *((p + "sample_metrics/" + k, v)
               for k, v in families.sampling_provenance(self.config).items()))

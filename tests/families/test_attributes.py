@@ -203,16 +203,20 @@ def test_sample_takes_vectors_from_a_file_and_refuses_ones_that_do_not_fit(run, 
   np.testing.assert_array_equal(cond, rows[[0, 1, 2, 0]])  # Sample i gets row i mod N.
   np.save(tmp_path / "wide.npy", np.zeros((2, 3), np.float32))
   np.save(tmp_path / "text.npy", np.array(["a", "b"]))
+  np.save(tmp_path / "half.npy", np.array([[1.0, np.nan]], np.float32))
   for path, fragment in ((tmp_path / "wide.npy", r"\[N, 2\] .* found float32 \[2, 3\]"),
                          (tmp_path / "text.npy", "found <U1"),
+                         (tmp_path / "half.npy", "row 0 has infinite or some"),
                          (tmp_path / "rows.txt", "expected a FILE.npy"),
                          (tmp_path / "missing.npy", "cannot read it")):
     with pytest.raises(UserError, match=fragment):
       jaxgen_main.run(["sample", "--workdir", run, "--num", "2", "--out", out, "--condition",
                        str(path)])
-  with pytest.raises(UserError, match="--condition and --prompt"):
-    jaxgen_main.run(["sample", "--workdir", run, "--num", "2", "--out", out, "--condition",
-                     str(tmp_path / "rows.npy"), "--prompt", "bright"])
+  for flags, fragment in ((["--prompt", "bright"], "--condition and --prompt"),
+                          (["--traverse"], "applies to plain sampling")):
+    with pytest.raises(UserError, match=fragment):
+      jaxgen_main.run(["sample", "--workdir", run, "--num", "2", "--out", out, "--condition",
+                       str(tmp_path / "rows.npy"), *flags])
   with pytest.raises(UserError, match="takes no attribute vectors"):
     conditioning.read_vectors(str(tmp_path / "rows.npy"), _prompt_config(10, 0))
 
@@ -265,6 +269,8 @@ def test_sample_metrics_draw_with_the_reference_examples_attributes():
   source = types.SimpleNamespace(attributes=np.eye(2, dtype=np.float32)[[0, 1, 1]],
                                  labels=np.array([4, 5, 6]))
   evaluator = types.SimpleNamespace(config=_prompt_config(10, 2), source=source)
+  evaluator._conditioned = types.MethodType(
+      sample_quality.SampleQualityEvaluator._conditioned, evaluator)
   cond = sample_quality.SampleQualityEvaluator._conditions(evaluator, 1, 2)  # Examples 2, 3.
   np.testing.assert_array_equal(cond["attributes"], [[0, 1], [1, 0]])
   np.testing.assert_array_equal(cond["label"], [6, 4])
