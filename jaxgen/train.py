@@ -210,11 +210,17 @@ def make_sample_writer(config, family, workdir, source=None):
 
   def write(state, step):
     generated = jax.device_get(sample(state, rng))  # Every process joins the jitted call.
-    if jax.process_index() == 0:
-      grid = images.grid(images.to_uint8(generated, config.data.normalize), columns)
-      images.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
+    _write_grid(workdir, step, lambda: images.grid(
+        images.to_uint8(generated, config.data.normalize), columns))
 
   return write
+
+
+def _write_grid(workdir: str, step: int, make_grid) -> None:
+  """Writes make_grid() to WORKDIR/samples/step_XXXXXXXX.png on process 0 only (the grid is
+  built there alone: the others have joined the jitted call and have nothing to write)."""
+  if jax.process_index() == 0:
+    images.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), make_grid())
 
 
 def _make_upscaling_writer(config, family, workdir, source, rng):
@@ -235,12 +241,9 @@ def _make_upscaling_writer(config, family, workdir, source, rng):
 
   def write(state, step):
     baseline, upscaled = jax.device_get(run(state, rng, x))  # Every process joins.
-    if jax.process_index() == 0:
-      order = superres.preview_grid_order(images.to_uint8(baseline, "symmetric"),
-                                          images.to_uint8(upscaled, "symmetric"),
-                                          originals, columns)
-      images.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"),
-                       images.grid(order, columns))
+    _write_grid(workdir, step, lambda: images.grid(superres.preview_grid_order(
+        images.to_uint8(baseline, "symmetric"), images.to_uint8(upscaled, "symmetric"),
+        originals, columns), columns))
 
   return write
 
