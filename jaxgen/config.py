@@ -29,7 +29,8 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
                     f"{', '.join(variants) if variants else 'no variant'}")
   config = module.get_config(arg or None)
   if not isinstance(config, ml_collections.ConfigDict):
-    raise UserError(f"get_config() in {path!r} returned {type(config).__name__}, expected a ConfigDict")
+    raise UserError(f"get_config() in {path!r} returned {type(config).__name__}, "
+                    "expected a ConfigDict")
   return config
 
 

@@ -12,6 +12,7 @@ VERBOSE_ENV = "JAXGEN_VERBOSE"
 # sampled and evaluated, never what was trained.
 _CALL_OVERRIDES = {"sample": ("sampling.",), "upscale": ("sampling.", "eval_batch_size"),
                    "evaluate": ("sampling.", "evaluation.", "eval_batch_size")}
+_FEATURES_ROOT_HELP = "features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,16 +79,14 @@ def _parser() -> argparse.ArgumentParser:
   features.add_argument("--batch-size", type=int, default=128)
   features.add_argument("--seed", type=int, default=0)
   features.add_argument("--data-dir", default=None, help="TFDS data_dir")
-  features.add_argument("--out-dir", default=None,
-                        help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
+  features.add_argument("--out-dir", default=None, help=_FEATURES_ROOT_HELP)
   inception = commands.add_parser(
       "import-inception", help="import the FID Inception weights (a local pytorch-fid "
       ".pth or .npz file) as feature network for RGB datasets")
   inception.add_argument("--weights", required=True,
                          help="e.g. pt_inception-2015-12-05-6726825d.pth (torch needed) or .npz")
   inception.add_argument("--name", default="inception_v3")
-  inception.add_argument("--out-dir", default=None,
-                         help="features root (default $JAXGEN_FEATURES_DIR or ~/.cache/jaxgen/features)")
+  inception.add_argument("--out-dir", default=None, help=_FEATURES_ROOT_HELP)
   prep = commands.add_parser(
       "prepare-data", help="decode, crop and resize a dataset once into ArrayRecord shards "
       "that --config.data.name=prepared --config.data.prepared_dir=DIR streams from")

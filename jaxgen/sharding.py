@@ -18,7 +18,8 @@ from jaxgen.errors import UserError
 DATA, MODEL = "data", "model"
 
 
-def create_mesh(cfg: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:
+def create_mesh(cfg: ml_collections.ConfigDict,
+                devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A ('data', 'model') mesh over all devices of all processes.
 
   cfg.model is the parameter-sharding axis size; cfg.data = -1 takes the remaining devices.

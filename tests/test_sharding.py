@@ -23,7 +23,8 @@ def test_mesh_shapes():
 
 def test_rules_first_match_wins_and_unmatched_fails():
   rules = ((r"generator/.*kernel", "fsdp"), (r"bias", "replicate"))
-  assert sharding.spec_for("params/generator/Dense_0/kernel", (100, 784), rules, 2) == P(None, "model")
+  spec = sharding.spec_for("params/generator/Dense_0/kernel", (100, 784), rules, 2)
+  assert spec == P(None, "model")
   assert sharding.spec_for("params/generator/Dense_0/bias", (784,), rules, 2) == P()
   assert sharding.spec_for("step", (), rules, 2) == P()  # scalars never need a rule
   with pytest.raises(UserError, match="no sharding rule matches 'params/discriminator/kernel'"):

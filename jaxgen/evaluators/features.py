@@ -41,9 +41,10 @@ class FashionClassifier(nn.Module):
   """Conv32-pool-Conv64-pool-Dense128-Dense(classes), ReLU, no BatchNorm.
 
   One conv per resolution, not two: a third of the compute, so a CPU trains it for several
-  epochs in minutes, which is worth more accuracy than the extra depth. Without BatchNorm the features are a pure function of the params: no batch statistics, and
-  an image's features do not depend on the rest of its batch. Inputs are
-  [batch, height, width, 1] in [-1, 1].
+  epochs in minutes, which is worth more accuracy than the extra depth. Without BatchNorm
+  the features are a pure function of the params: no batch statistics, and an image's
+  features do not depend on the rest of its batch. Inputs are [batch, height, width, 1] in
+  [-1, 1].
   """
   num_classes: int = 10
 

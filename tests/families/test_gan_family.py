@@ -72,8 +72,8 @@ def test_generator_gradient_via_vjp_equals_direct_differentiation():
   def g_loss(g_params):
     fake, _ = generator.apply({"params": g_params, "batch_stats": state.model_state[gan.G]}, z,
                               train=True, mutable=["batch_stats"])
-    _, d_stats = gan.apply_discriminator(discriminator, state.params[gan.D], state.model_state[gan.D],
-                              batch["image"], None)
+    _, d_stats = gan.apply_discriminator(discriminator, state.params[gan.D],
+                                         state.model_state[gan.D], batch["image"], None)
     _, d_stats = gan.apply_discriminator(discriminator, state.params[gan.D], d_stats, fake, None)
     logits, _ = gan.apply_discriminator(discriminator, new.params[gan.D], d_stats, fake, None)
     return jnp.mean(jax.nn.softplus(-logits))
