@@ -6,7 +6,8 @@
 Runs the jitted step as `throughput.py` builds it under `jax.profiler`, then charges every
 XLA:CPU thunk's time to the HLO instruction it ran and sorts it into a kind: convolutions
 on activations (forward and input gradients), convolutions that produce a kernel (weight
-gradients, whose window spans the feature map), dots, reductions, transposes and copies,
+gradients, whose window spans the feature map), oneDNN's convolutions (all three
+directions, `jaxgen.kernels.onednn`), dots, reductions, transposes and copies,
 concatenations, and other element-wise fusions. Prints one line per kind (ms per step and
 share of the thunks' total), then the `--top` most expensive thunks with their shapes and
 source op names. Made to find what separates a step from its PyTorch peer
@@ -29,7 +30,7 @@ import jax
 import throughput
 from jaxgen import families, sharding, train
 
-KINDS = ("conv_activations", "conv_weight_grads", "dot", "reduce", "transpose_copy",
+KINDS = ("conv_activations", "conv_weight_grads", "conv_onednn", "dot", "reduce", "transpose_copy",
          "concatenate", "elementwise")
 
 
@@ -51,6 +52,8 @@ def _computations(hlo_text: str) -> tuple[dict, dict]:
 
 def _kind(line: str, body: str) -> str:
   """The kind of one thunk from its instruction line and (for fusions) its body."""
+  if "custom_call_target=\"JaxgenConv" in line:
+    return "conv_onednn"
   conv = next((l for l in body.splitlines() if " convolution(" in l), None)
   if conv:
     # A weight gradient contracts over the feature map: its window is the map's size, not

@@ -22,18 +22,20 @@ from jaxgen import families, images, latents, nonfinite, prompts, reporting, sha
 from jaxgen import superres, warm_start
 from jaxgen.data import attributes, datasets, input_pipeline, prepared
 from jaxgen.errors import UserError
+from jaxgen.kernels import onednn
 
 
 # The jitted functions of this process by (what, config, mesh): a run started again here
 # with the same config (resuming after a stop, a notebook's second call) traces and
 # compiles nothing anew; a fresh jax.jit would trace and lower again, ~10 s for the U-Net
-# step on 2 cores. Bounded, since each entry holds compiled programs.
+# step on 2 cores. Bounded, since each entry holds compiled programs. Keyed also by
+# JAXGEN_CPU_CONV, which tracing reads: another choice there is another program.
 _JITTED = collections.OrderedDict()
 _JITTED_MAX = 24
 
 
 def _memoised(what, config, mesh, build, *extra):
-  key = (what, config_lib.to_json(config), mesh, *extra)
+  key = (what, config_lib.to_json(config), mesh, onednn.mode(), *extra)
   if key in _JITTED:
     _JITTED.move_to_end(key)
   else:

@@ -1,0 +1,1 @@
+"""Custom calls that XLA runs where its own kernels are slow (oneDNN's CPU convolutions)."""
