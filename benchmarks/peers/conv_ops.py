@@ -1,12 +1,14 @@
-"""The U-Net's 3×3 convolutions alone, jaxgen (XLA:CPU) against PyTorch (oneDNN), as JSON lines.
+"""The U-Net's 3×3 convolutions alone, jaxgen (XLA's and oneDNN's) against PyTorch, as JSON lines.
 
   python benchmarks/peers/conv_ops.py [--repeats 9] [--threads 2]
 
 For each shape of the `edm_fashion_mnist:cpu` U-Net step (batch 64, NHWC for JAX and NCHW
 for PyTorch, fp32, stride 1, padding 1) times the forward convolution and the forward pass
 with both gradients (jaxgen's `layers.conv`, the one the U-Net uses, against
-`torch.nn.Conv2d`, both without bias). The two frameworks alternate, repeat by repeat;
-medians in ms. `--threads` sets PyTorch's threads; XLA takes every core it sees, which on
+`torch.nn.Conv2d`, both without bias); jaxgen's twice, with XLA's convolutions and with
+oneDNN's (`JAXGEN_CPU_CONV`, read when each is traced). All alternate, repeat by repeat;
+medians in ms. One process: PyTorch shares its OpenMP runtime with jaxgen's oneDNN here,
+which slowed PyTorch's whole steps ~35% (`vs_torch.py`), so its times may be inflated. `--threads` sets PyTorch's threads; XLA takes every core it sees, which on
 the 2-core development machine is the same.
 """
 
@@ -54,9 +56,15 @@ def main(argv=None):
     kernel = rng.standard_normal((3, 3, cin, cout), np.float32) / np.sqrt(9 * cin)
     dy = rng.standard_normal((batch, side, side, cout), np.float32)
     jx, jk, jdy = map(jnp.asarray, (x, kernel, dy))
-    forward = jax.jit(lambda u, k: layers.conv(u, k, (1, 1), PADS))
-    grads = jax.jit(lambda u, k, g: jax.vjp(lambda a, b: layers.conv(a, b, (1, 1), PADS),
-                                            u, k)[1](g))
+    jitted = {}
+    for mode in ("xla", "onednn"):
+      os.environ["JAXGEN_CPU_CONV"] = mode
+      forward = jax.jit(lambda u, k: layers.conv(u, k, (1, 1), PADS))
+      grads = jax.jit(lambda u, k, g: jax.vjp(lambda a, b: layers.conv(a, b, (1, 1), PADS),
+                                              u, k)[1](g))
+      jitted[mode] = (forward.lower(jx, jk).compile(), grads.lower(jx, jk, jdy).compile())
+      if ("JaxgenConv" in jitted[mode][1].as_text()) != (mode == "onednn"):
+        sys.exit(f"JAXGEN_CPU_CONV={mode} did not choose its convolutions (oneDNN missing?)")
     tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
     tconv = torch.nn.Conv2d(cin, cout, 3, 1, 1, bias=False)  # layers.conv has no bias.
     tdy = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
@@ -68,11 +76,11 @@ def main(argv=None):
     def torch_grads():
       torch.autograd.grad(tconv(tx), [tx, tconv.weight], tdy)
 
-    cases = {"jax_forward": lambda: jax.block_until_ready(forward(jx, jk)),
-             "torch_forward": torch_forward,
-             "jax_forward_and_grads": lambda: jax.block_until_ready(
-                 (forward(jx, jk), grads(jx, jk, jdy))),
-             "torch_forward_and_grads": torch_grads}
+    cases = {"torch_forward": torch_forward, "torch_forward_and_grads": torch_grads}
+    for mode, (forward, grads) in jitted.items():
+      cases[f"{mode}_forward"] = lambda f=forward: jax.block_until_ready(f(jx, jk))
+      cases[f"{mode}_forward_and_grads"] = lambda f=forward, g=grads: jax.block_until_ready(
+          (f(jx, jk), g(jx, jk, jdy)))
     times = {name: [] for name in cases}
     for name, fn in cases.items():  # Compile and warm up.
       fn()
@@ -80,12 +88,11 @@ def main(argv=None):
       for name, fn in cases.items():
         times[name] += _time(fn, 1)
     medians = {name: round(statistics.median(t), 2) for name, t in times.items()}
-    print(json.dumps({"shape": f"{batch}x{side}x{side} {cin}->{cout}", **medians,
-                      "forward_ratio_jax_over_torch": round(
-                          medians["jax_forward"] / medians["torch_forward"], 2),
-                      "grads_ratio_jax_over_torch": round(
-                          medians["jax_forward_and_grads"]
-                          / medians["torch_forward_and_grads"], 2)}), flush=True)
+    ratios = {f"{kind}_ratio_{mode}_over_torch": round(
+        medians[f"{mode}_{kind}"] / medians[f"torch_{kind}"], 2)
+        for mode in jitted for kind in ("forward", "forward_and_grads")}
+    print(json.dumps({"shape": f"{batch}x{side}x{side} {cin}->{cout}", **medians, **ratios}),
+          flush=True)
 
 
 if __name__ == "__main__":
