@@ -1,11 +1,13 @@
 """oneDNN's convolutions inside jitted XLA:CPU programs, through XLA's FFI.
 
-On CPU, XLA's own convolution kernels take 1.6-2.5x oneDNN's time at the U-Net's shapes
+On CPU, XLA's own convolution kernels take 1.8-3.6x oneDNN's time at the U-Net's shapes
 (benchmarks/README.md); `onednn_conv.cc` runs oneDNN's (what PyTorch runs on CPU) as custom
 calls. The library comes from the `onednn-cpu-gomp` wheel and its headers from
 `onednn-devel-cpu-gomp`; the custom calls are compiled with g++ on first use (about 4 s)
-into a cache folder keyed by the source and the jaxlib version, so nothing is built at
-install time and a machine without a compiler falls back to XLA's convolutions.
+into a cache folder keyed by the source, the jaxlib version and the install prefix. Not at
+install time: a setup.py extension would need jaxlib's and oneDNN's headers inside pip's
+isolated build environment, and a machine without a compiler would fail to install rather
+than fall back to XLA's convolutions.
 
 `JAXGEN_CPU_CONV` chooses: `auto` (the default: oneDNN when the default backend is CPU,
 exactly one device is visible and the library builds), `onednn` (always, an error if it
