@@ -8,8 +8,9 @@ with both gradients (jaxgen's `layers.conv`, the one the U-Net uses, against
 `torch.nn.Conv2d`, both without bias); jaxgen's twice, with XLA's convolutions and with
 oneDNN's (`JAXGEN_CPU_CONV`, read when each is traced). All alternate, repeat by repeat;
 medians in ms. One process: PyTorch shares its OpenMP runtime with jaxgen's oneDNN here,
-which slowed PyTorch's whole steps ~35% (`vs_torch.py`), so its times may be inflated. `--threads` sets PyTorch's threads; XLA takes every core it sees, which on
-the 2-core development machine is the same.
+which slowed PyTorch's whole steps by about a third in two `vs_torch.py --same-process`
+runs, so its times may be inflated. `--threads` sets PyTorch's threads; XLA takes every
+core it sees, which on the 2-core development machine is the same.
 """
 
 import argparse
