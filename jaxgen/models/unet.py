@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxgen import models
 from jaxgen.errors import UserError
-from jaxgen.models import layers, remat as remat_lib
+from jaxgen.models import layers, norm, remat as remat_lib
 
 EMBEDDINGS = ("fourier", "positional")
 # EDM's NCSN++ Fourier features: frequencies N(0, 16²), drawn once from a fixed seed and
@@ -34,9 +34,10 @@ def groups(channels: int) -> int:
   return max(g for g in range(1, min(32, channels) + 1) if channels % g == 0)
 
 
-def _norm(channels: int, dtype: Any) -> nn.GroupNorm:
-  # Flax computes GroupNorm statistics in at least float32, so bfloat16 stays stable here.
-  return nn.GroupNorm(num_groups=groups(channels), dtype=dtype)
+def _norm(channels: int, dtype: Any, silu: bool = False) -> norm.GroupNorm:
+  # nn.GroupNorm's parameters, statistics in float32 (so bfloat16 stays stable), with the
+  # scale-shift and SiLU fused in: 3x faster than Flax's on XLA:CPU (models/norm.py).
+  return norm.GroupNorm(num_groups=groups(channels), dtype=dtype, silu=silu)
 
 
 def _conv3(features: int, dtype: Any, kernel_init=nn.initializers.lecun_normal()) -> layers.Conv:
@@ -111,11 +112,11 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, emb, train: bool):
-    h = _conv3(self.features, self.dtype)(nn.silu(_norm(x.shape[-1], self.dtype)(x)))
+    h = _conv3(self.features, self.dtype)(_norm(x.shape[-1], self.dtype, silu=True)(x))
     scale_shift = nn.Dense(2 * self.features, dtype=self.dtype)(nn.silu(emb))
-    scale, shift = jnp.split(scale_shift[:, None, None, :], 2, axis=-1)
-    h = _norm(self.features, self.dtype)(h) * (1 + scale) + shift
-    h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
+    scale, shift = jnp.split(scale_shift, 2, axis=-1)
+    h = _norm(self.features, self.dtype, silu=True)(h, scale, shift)
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = _conv3(self.features, self.dtype, kernel_init=_zeros)(h)
     if x.shape[-1] != self.features:
       # layers.Conv (nn.Conv's parameters): on one CPU device it runs as oneDNN's 1x1
@@ -238,7 +239,7 @@ class UNet(nn.Module):
         # ~12x slower on XLA:CPU (PERF-NOTES), and this avoids checkerboard artefacts.
         h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
         h = _conv3(h.shape[-1], self.dtype)(h)
-    h = nn.silu(_norm(h.shape[-1], self.dtype)(h))
+    h = _norm(h.shape[-1], self.dtype, silu=True)(h)
     return _conv3(self.channels, jnp.float32, kernel_init=_zeros)(h).astype(jnp.float32)
 
   def _block(self, make, h, emb, features: int, train: bool, middle: bool = False):
