@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EPSILON = 1e-6
 
@@ -25,8 +26,14 @@ def _group_sum(v, groups):
 
 
 def _per_channel(v, channels):
-  """[b, groups] -> [b, C]: each group's value repeated over its channels."""
-  return jnp.repeat(v, channels // v.shape[1], axis=1)
+  """[b, groups] -> [b, C]: each group's value repeated over its channels.
+
+  As a product with a 0/1 matrix (exact), not `jnp.repeat`: XLA:CPU fuses a repeat into the
+  loops over the activations and recomputes it for every element, which doubled their time.
+  """
+  groups = v.shape[1]
+  expand = np.repeat(np.eye(groups, dtype=np.float32), channels // groups, axis=1)
+  return jnp.dot(v, expand, precision=jax.lax.Precision.HIGHEST)
 
 
 def _stats(x, groups):
@@ -44,6 +51,11 @@ def _affine(mean, rstd, gamma, beta, scale, shift):
   p = _per_channel(rstd, c) * gamma
   q = beta - _per_channel(mean, c) * p
   return p * (1 + scale), q * (1 + scale) + shift, p, q
+
+
+def _sigmoid(z):
+  # XLA:CPU's own expansion of the logistic function ran ~1.4x slower in these loops.
+  return 1 / (1 + jnp.exp(-z))
 
 
 def _pre_activation(x, a, b):
@@ -70,7 +82,7 @@ def _forward(x, gamma, beta, scale, shift, groups, silu, dtype):
   mean, rstd = _stats(x32, groups)
   a, b, _, _ = _affine(mean, rstd, gamma, beta, scale, shift)
   z = _pre_activation(x32, a, b)
-  y = (jax.nn.silu(z) if silu else z).astype(dtype)
+  y = (z * _sigmoid(z) if silu else z).astype(dtype)
   return y, (x, gamma, beta, scale, shift, mean, rstd)
 
 
@@ -81,7 +93,7 @@ def _backward(groups, silu, dtype, residuals, dy):
   a, b, p, q = _affine(mean, rstd, gamma, beta, scale, shift)
   if silu:
     z = _pre_activation(x32, a, b)
-    sig = jax.nn.sigmoid(z)
+    sig = _sigmoid(z)
     dz = dy * sig * (1 + z * (1 - sig))
   else:
     dz = dy
