@@ -2,11 +2,11 @@
 
 `group_norm` computes silu((GroupNorm(x)·γ + β)·(1 + scale) + shift) for x [b, H, W, C]
 (scale, shift [b, C], SiLU optional) with the statistics in float32, as `nn.GroupNorm`
-(ε = 1e-6, variance E[x²] − E[x]² clipped at 0). Autodiff of that chain reduces the big
-activations five times and keeps the normalised tensors for the backward pass; this
-gradient recomputes them from x and needs two per-channel sums over H·W, Σ dz and Σ dz·x,
-from which every other sum (γ, β, scale, shift and the group statistics) follows in [b, C].
-On XLA:CPU, GroupNorm and SiLU were a quarter of the EDM step (benchmarks/README.md).
+(ε = 1e-6, variance E[x²] − E[x]² clipped at 0). The gradient is derived by hand: it
+recomputes the pre-activation from x and needs only two per-channel sums over H·W, Σ dz and
+Σ dz·x, from which every other sum (γ, β, scale, shift and the group statistics) follows
+in [b, C]. On XLA:CPU, Flax's GroupNorm and SiLU were a quarter of the EDM step; this runs
+their forward and gradients 1.6-3.5x faster (`benchmarks/unet_ops.py`, benchmarks/README.md).
 """
 
 import functools
@@ -88,7 +88,7 @@ def _forward(x, gamma, beta, scale, shift, groups, silu, dtype):
 
 def _backward(groups, silu, dtype, residuals, dy):
   x, gamma, beta, scale, shift, mean, rstd = residuals
-  b_, height, width, c = x.shape
+  _, height, width, c = x.shape
   x32, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
   a, b, p, q = _affine(mean, rstd, gamma, beta, scale, shift)
   if silu:
@@ -109,6 +109,8 @@ def _backward(groups, silu, dtype, residuals, dy):
   # Σ over each group of d x̂ and of d x̂ · x̂, with d x̂ = du·γ.
   g1 = _group_sum(gamma * u1, groups)
   g2 = rstd * (_group_sum(gamma * u2, groups) - mean * g1)
+  # dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) over each group, as coefficients of dz, x and
+  # 1 per (sample, channel); dz's is a, the forward's own.
   k2 = _per_channel(-jnp.square(rstd) * g2 / count, c)
   k3 = _per_channel(rstd * (mean * rstd * g2 - g1) / count, c)
   dx = dz * a[:, None, None, :] + x32 * k2[:, None, None, :] + k3[:, None, None, :]

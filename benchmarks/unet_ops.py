@@ -1,0 +1,96 @@
+"""The U-Net's GroupNorm and dropout alone on XLA:CPU, before and after jaxgen's versions.
+
+  python benchmarks/unet_ops.py [--repeats 21]
+
+For each activation shape of the `edm_fashion_mnist:cpu` step (batch 64) times, as JSON lines
+(medians in ms):
+- GroupNorm → scale-shift → SiLU, forward and all gradients: Flax's `nn.GroupNorm` then
+  jnp, differentiated by JAX, against `jaxgen.models.norm.group_norm`, alternating repeat by
+  repeat;
+- a dropout mask and its application (`jax.random.bernoulli`, rate 0.1) under JAX's CPU
+  lowering of Threefry (a rolled loop) and under `jaxgen.kernels.threefry`'s unrolled one.
+  jaxgen registers its lowering when imported, so this script times JAX's for every shape
+  first and imports jaxgen after: these two do not alternate.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# (height, width, channels): the step's block inputs at 28, 14 and 7 pixels.
+SHAPES = ((28, 28, 16), (28, 28, 48), (14, 14, 32), (14, 14, 64), (7, 7, 64))
+BATCH = 64
+
+
+def _time(fns: dict, args: dict, repeats: int) -> dict:
+  for name, fn in fns.items():
+    jax.block_until_ready(fn(*args[name]))
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args[name]))
+      times[name].append(1e3 * (time.perf_counter() - start))
+  return {name: round(statistics.median(t), 3) for name, t in times.items()}
+
+
+def _dropout(shape):
+  keep = 0.9
+  return jax.jit(lambda key, x: jnp.where(jax.random.bernoulli(key, keep, shape), x / keep, 0))
+
+
+def _groupnorm_cases(shape, groups):
+  from jaxgen.models import norm  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  c = shape[-1]
+  x = jnp.asarray(rng.standard_normal((BATCH, *shape), np.float32))
+  gamma, beta = jnp.ones(c), jnp.zeros(c)
+  scale = shift = jnp.asarray(0.1 * rng.standard_normal((BATCH, c), np.float32))
+
+  def flax_chain(x, gamma, beta, scale, shift):
+    y = nn.GroupNorm(num_groups=groups).apply({"params": {"scale": gamma, "bias": beta}}, x)
+    return nn.silu(y * (1 + scale[:, None, None, :]) + shift[:, None, None, :])
+
+  def fused(x, gamma, beta, scale, shift):
+    return norm.group_norm(x, gamma, beta, scale, shift, groups, True, jnp.float32)
+
+  def grads(fn):
+    return jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a) * a[0]), argnums=(0, 1, 2, 3, 4)))
+
+  args = (x, gamma, beta, scale, shift)
+  return {"flax": grads(flax_chain), "jaxgen": grads(fused)}, {"flax": args, "jaxgen": args}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--repeats", type=int, default=21)
+  args = parser.parse_args()
+  key = jax.random.key(0)
+  rolled = {}
+  for shape in SHAPES:
+    x = jnp.ones((BATCH, *shape))
+    rolled[shape] = _time({"rolled": _dropout(x.shape)}, {"rolled": (key, x)}, args.repeats)
+  from jaxgen.kernels import threefry  # pylint: disable=import-outside-toplevel
+  threefry.use_unrolled_on_cpu()
+  from jaxgen.models import unet  # pylint: disable=import-outside-toplevel
+  for shape in SHAPES:
+    x = jnp.ones((BATCH, *shape))
+    unrolled = _time({"unrolled": _dropout(x.shape)}, {"unrolled": (key, x)}, args.repeats)
+    fns, fn_args = _groupnorm_cases(shape, unet.groups(shape[-1]))
+    norms = _time(fns, fn_args, args.repeats)
+    print(json.dumps({
+        "shape": [BATCH, *shape],
+        "groupnorm_silu_grads_ms": norms,
+        "groupnorm_speedup": round(norms["flax"] / norms["jaxgen"], 2),
+        "dropout_ms": {**rolled[shape], **unrolled},
+        "dropout_speedup": round(rolled[shape]["rolled"] / unrolled["unrolled"], 2)}))
+
+
+if __name__ == "__main__":
+  main()
