@@ -10,6 +10,7 @@ import types
 
 from jaxgen.errors import UserError
 from jaxgen.families import protocol
+from jaxgen.kernels import threefry
 
 # Imported on first use: a family module may import this package's helpers without a cycle.
 _FAMILIES = {"autoregressive": "jaxgen.families.autoregressive",
@@ -27,6 +28,9 @@ def get(name: str) -> types.ModuleType:
     raise UserError(f"unknown family {name!r}: expected one of {', '.join(names())}")
   module = importlib.import_module(_FAMILIES[name])
   protocol.check(name, module)
+  # Every train, sample and evaluate path gets its family here: from then on this process
+  # draws JAX's random bits (the same bits) through the faster CPU lowering.
+  threefry.use_unrolled_on_cpu()
   return module
 
 

@@ -1,11 +1,13 @@
 """Threefry-2x32, JAX's default random-number hash, lowered unrolled on XLA:CPU.
 
 JAX lowers the hash's 20 rounds on CPU as a `fori_loop` of 5 iterations (to keep compile
-times down), and XLA:CPU runs each iteration as its own pass over the counters in memory.
-For the U-Net's dropout masks (~7M per step) that loop took ~40 ms of a 450 ms EDM step;
-unrolled, the hash fuses with the comparison that makes the mask: 1.4 against 3.3 ms for a
-[64, 28, 28, 16] mask (benchmarks/README.md). The same lowering JAX uses on GPU, so the bits
-are identical, only faster: registering it changes no random number anywhere.
+times down), and XLA:CPU runs each iteration as its own pass over the counters in memory;
+the U-Net's dropout masks took ~44 ms of a 627 ms EDM step that way. Unrolled, a
+[64, 28, 28, 16] mask with its application took 0.83-1.35 against 1.96-2.71 ms in two runs
+of `benchmarks/unet_ops.py`. It is the lowering JAX itself uses on GPU, so the bits are
+identical: registering it changes no random number, only speed and compile time.
+`families.get` registers it, so jaxgen's train, sample and evaluate paths use it; importing
+jaxgen alone does not.
 """
 
 import functools
@@ -27,7 +29,8 @@ def _rotate_left(v, r: int):
 def hash_2x32(key1, key2, x1, x2):
   """Threefry-2x32 with 20 rounds (Salmon et al. 2011) of uint32 arrays, broadcast together.
 
-  Returns the two uint32 output words.
+  Returns:
+    The two uint32 output words, each of the inputs' broadcast shape.
   """
   ks = (key1, key2, key1 ^ key2 ^ _PARITY)
   x0, x1 = x1 + ks[0], x2 + ks[1]

@@ -60,12 +60,22 @@ def test_parameters_are_flax_groupnorms():
 
 
 def test_bfloat16_output_with_float32_statistics():
-  params, x, scale, shift, _ = _inputs((2, 4, 4, 8))
-  got = norm.GroupNorm(4, jnp.bfloat16, silu=True).apply(
-      {"params": params}, x.astype(jnp.bfloat16), scale, shift)
+  params, x, scale, shift, weights = _inputs((2, 4, 4, 8))
+  x16 = x.astype(jnp.bfloat16)
+  fused = lambda v: norm.GroupNorm(4, jnp.bfloat16, silu=True).apply(
+      {"params": params}, v, scale, shift)
+  got = fused(x16)
   assert got.dtype == jnp.bfloat16
-  want = _flax(params, x.astype(jnp.bfloat16).astype(jnp.float32), scale, shift, 4, True)
+  want = _flax(params, x16.astype(jnp.float32), scale, shift, 4, True)
   np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=2e-2, atol=2e-2)
-  grad = jax.grad(lambda v: jnp.sum(norm.GroupNorm(4, jnp.bfloat16).apply(
-      {"params": params}, v).astype(jnp.float32) ** 2))(x.astype(jnp.bfloat16))
+  grad = jax.grad(lambda v: jnp.sum(fused(v).astype(jnp.float32) * weights))(x16)
+  want_grad = jax.grad(lambda v: jnp.sum(_flax(params, v, scale, shift, 4, True) * weights))(
+      x16.astype(jnp.float32))
   assert grad.dtype == jnp.bfloat16
+  np.testing.assert_allclose(grad.astype(jnp.float32), want_grad, rtol=5e-2, atol=2e-2)
+
+
+def test_bad_shapes_are_errors():
+  params = {"scale": jnp.ones(6), "bias": jnp.zeros(6)}
+  with pytest.raises(ValueError, match="C a multiple of groups"):
+    norm.GroupNorm(4).apply({"params": params}, jnp.zeros((1, 2, 2, 6)))
