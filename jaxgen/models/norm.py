@@ -5,8 +5,9 @@
 (ε = 1e-6, variance E[x²] − E[x]² clipped at 0). The gradient is derived by hand: it
 recomputes the pre-activation from x and needs only two per-channel sums over H·W, Σ dz
 and Σ dz·(x − mean), from which every other sum (γ, β, scale, shift and the group
-statistics) follows in [b, C]. On XLA:CPU, Flax's GroupNorm and SiLU were a quarter of the EDM step; this runs
-their forward and gradients 1.4-4.2x faster (`benchmarks/unet_ops.py`, benchmarks/README.md).
+statistics) follows in [b, C]. On XLA:CPU, Flax's GroupNorm and SiLU were a quarter of the
+EDM step; this runs their forward and gradients 1.4-4.2x faster (`benchmarks/unet_ops.py`,
+benchmarks/README.md).
 """
 
 import functools
