@@ -15,13 +15,15 @@ For each activation shape of the `edm_fashion_mnist:cpu` step (batch 64) times, 
 
 import argparse
 import json
-import statistics
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import alternating
+from jaxgen.kernels import threefry
+from jaxgen.models import norm, unet
 
 # (height, width, channels): the step's block inputs at 28, 14 and 7 pixels.
 SHAPES = ((28, 28, 16), (28, 28, 48), (14, 14, 32), (14, 14, 64), (7, 7, 64))
@@ -29,15 +31,10 @@ BATCH = 64
 
 
 def _time(fns: dict, args: dict, repeats: int) -> dict:
-  for name, fn in fns.items():
-    jax.block_until_ready(fn(*args[name]))
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn(*args[name]))
-      times[name].append(1e3 * (time.perf_counter() - start))
-  return {name: round(statistics.median(t), 3) for name, t in times.items()}
+  """Medians in ms of fns[name](*args[name]), alternating."""
+  cases = {name: lambda f=fn, a=args[name]: jax.block_until_ready(f(*a))
+           for name, fn in fns.items()}
+  return {name: round(ms, 3) for name, ms in alternating.medians_ms(cases, repeats).items()}
 
 
 def _dropout(key, x):
@@ -48,7 +45,6 @@ def _dropout(key, x):
 
 
 def _groupnorm_cases(shape, groups):
-  from jaxgen.models import norm  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   c = shape[-1]
   x = jnp.asarray(rng.standard_normal((BATCH, *shape), np.float32))
@@ -76,9 +72,7 @@ def main() -> None:
   key = jax.random.key(0)
   inputs = {shape: jnp.ones((BATCH, *shape)) for shape in SHAPES}
   rolled = {shape: _dropout(key, x) for shape, x in inputs.items()}
-  from jaxgen.kernels import threefry  # pylint: disable=import-outside-toplevel
   threefry.use_unrolled_on_cpu()
-  from jaxgen.models import unet  # pylint: disable=import-outside-toplevel
   for shape, x in inputs.items():
     masks = _time({"rolled": rolled[shape], "unrolled": _dropout(key, x)},
                   {"rolled": (key, x), "unrolled": (key, x)}, args.repeats)

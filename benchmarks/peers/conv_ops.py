@@ -16,15 +16,15 @@ core it sees, which on the 2-core development machine is the same.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import alternating  # noqa: E402
 import torch_unet  # noqa: E402,F401  (its import check: exits with the install hint)
 import torch  # noqa: E402
 
@@ -34,15 +34,6 @@ from jaxgen.models import layers  # noqa: E402
 SHAPES = ((64, 28, 16, 16), (64, 28, 48, 16), (64, 28, 32, 32), (64, 14, 32, 32),
           (64, 14, 64, 32), (64, 7, 32, 32))
 PADS = ((1, 1), (1, 1))
-
-
-def _time(fn, repeats: int) -> list[float]:
-  out = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    out.append(1e3 * (time.perf_counter() - start))
-  return out
 
 
 def main(argv=None):
@@ -82,13 +73,8 @@ def main(argv=None):
       cases[f"{mode}_forward"] = lambda f=forward: jax.block_until_ready(f(jx, jk))
       cases[f"{mode}_forward_and_grads"] = lambda f=forward, g=grads: jax.block_until_ready(
           (f(jx, jk), g(jx, jk, jdy)))
-    times = {name: [] for name in cases}
-    for name, fn in cases.items():  # Compile and warm up.
-      fn()
-    for _ in range(args.repeats):
-      for name, fn in cases.items():
-        times[name] += _time(fn, 1)
-    medians = {name: round(statistics.median(t), 2) for name, t in times.items()}
+    medians = {name: round(ms, 2)
+               for name, ms in alternating.medians_ms(cases, args.repeats).items()}
     ratios = {f"{kind}_ratio_{mode}_over_torch": round(
         medians[f"{mode}_{kind}"] / medians[f"torch_{kind}"], 2)
         for mode in jitted for kind in ("forward", "forward_and_grads")}
